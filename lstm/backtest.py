@@ -1,0 +1,182 @@
+"""The accuracy protocol of ../shared/BENCHMARK_PROTOCOL.md (v1) for the LSTM and baselines.
+
+regularise -> 70/10/20 split per series -> rolling origins every 12 slots over the test part
+-> MAE, RMSE, sMAPE, WAPE, MAPE, MASE (avg over the horizon and step 1), interval coverage,
+fit and predict seconds, and the same for Naive and SeasonalNaive (season = 1 day).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from lstm.forecaster import ForecastConfig, Forecaster
+from lstm.intervals import level_key
+from lstm.metrics import (
+    METRIC_NAMES,
+    calculate_metrics,
+    interval_coverage,
+    naive_scale,
+    per_series_metrics,
+)
+from lstm.panel import ColumnNames, Panel, PrepReport, regularize
+from lstm.windows import gather, protocol_split, test_origins
+
+log = logging.getLogger(__name__)
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def _scores(target, pred, series, scale) -> dict:
+    avg = calculate_metrics(target, pred, series, scale)
+    step1 = calculate_metrics(target[:, 0], pred[:, 0], series, scale)
+    return {
+        "avg": {k: avg[k] for k in METRIC_NAMES},
+        "step1": {k: step1[k] for k in METRIC_NAMES},
+    }
+
+
+def seasonal_period(freq_ns: int) -> int:
+    """Slots in one day: the SeasonalNaive season."""
+    return int(pd.Timedelta(days=1).value // freq_ns)
+
+
+def run_backtest(
+    df: pd.DataFrame,
+    freq: str = "5min",
+    horizon: int = 12,
+    columns: ColumnNames = ColumnNames(),
+    config: ForecastConfig | None = None,
+    dataset: str = "data",
+    feature_cols: Sequence[str] | None = None,
+    panel: Panel | None = None,
+    prep: PrepReport | None = None,
+) -> dict:
+    """Run the protocol on a long frame and return the report (the `--json` shape)."""
+    if panel is None:
+        panel, prep = regularize(df, freq, columns, feature_cols, strict=True)
+    cfg = config or ForecastConfig()
+    cfg = replace(cfg, horizon=horizon, freq=freq)
+    split = protocol_split(panel)
+    need = cfg.window + horizon
+    short = [(panel.ids[i], int(n)) for i, n in enumerate(split.lengths) if split.n_val[i] < horizon
+             or split.n_train[i] < need or split.lengths[i] - split.test_start[i] < horizon]
+    if short:
+        from lstm.errors import DataValidationError
+
+        raise DataValidationError(
+            f"{len(short)} series too short for the protocol (70/10/20 split with window "
+            f"{cfg.window} and horizon {horizon}; each part needs at least {need} slots in "
+            f"train and {horizon} in validation and test): "
+            + ", ".join(f"{s!r} ({n} slots)" for s, n in short[:5])
+        )
+    origins = test_origins(panel, split, cfg.window, horizon, stride=12)
+    season = seasonal_period(panel.freq_ns)
+    raw = gather(panel, origins, cfg.window, horizon, lags=(season,))
+    ids = panel.ids[raw.series]
+    scale = {
+        sid: naive_scale(panel.y[panel.offsets[i] : panel.offsets[i] + split.n_train[i]])
+        for i, sid in enumerate(panel.ids)
+    }
+    target = raw.target
+
+    t0 = time.monotonic()
+    forecaster = Forecaster.fit(panel, split, cfg)
+    fit_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    arrays, _ = forecaster.predict_panel(panel, origins)
+    predict_s = time.monotonic() - t0
+
+    lstm_report = _scores(target, arrays.yhat, ids, scale)
+    lstm_report["coverage"] = {}
+    lstm_report["width"] = {}
+    for lv in forecaster.levels:
+        cov, width = interval_coverage(target, arrays.lower[lv], arrays.upper[lv])
+        lstm_report["coverage"][level_key(lv)] = cov
+        lstm_report["width"][level_key(lv)] = width
+    lstm_report["fit_s"] = round(fit_s, 2)
+    lstm_report["predict_s"] = round(predict_s, 3)
+    lstm_report["per_series"] = per_series_metrics(target, arrays.yhat, ids, scale)
+    lstm_report["training"] = {
+        k: forecaster.metadata["training"][k]
+        for k in ("best_epoch", "epochs_run", "steps", "stop_reason", "train_windows")
+    }
+
+    models = {"lstm": lstm_report}
+    baselines = {
+        "naive": lambda: np.repeat(raw.y[:, -1:], horizon, axis=1),
+        "seasonal_naive": lambda: np.where(np.isnan(raw.lags[:, :, 0]), raw.y[:, -1:], raw.lags[:, :, 0]),
+    }
+    for name, make in baselines.items():
+        t0 = time.monotonic()
+        pred = make()
+        rep = _scores(target, pred, ids, scale)
+        rep["fit_s"] = 0.0
+        rep["predict_s"] = round(time.monotonic() - t0, 4)
+        rep["per_series"] = per_series_metrics(target, pred, ids, scale)
+        models[name] = rep
+
+    return {
+        "dataset": dataset,
+        "freq": freq,
+        "horizon": int(horizon),
+        "series": int(panel.n_series),
+        "filled_slots": int(prep.filled_slots if prep else 0),
+        "forecasts": int(len(origins)),
+        "models": models,
+        "settings": {
+            "window": cfg.window,
+            "lags": list(cfg.lags),
+            "features": forecaster.spec.input_names,
+            "future_features": forecaster.spec.future_names,
+            "hidden_size": cfg.model.hidden_size,
+            "num_layers": cfg.model.num_layers,
+            "loss": cfg.train.loss,
+            "max_seconds": cfg.train.max_seconds,
+            "seed": cfg.train.seed,
+        },
+        "machine": machine_info(),
+        "prep": prep.as_dict() if prep else None,
+    }
+
+
+def format_table(report: dict) -> str:
+    """The backtest report as a fixed-width table (MASE, WAPE, sMAPE, coverage, time)."""
+    head = (
+        f"{'model':<16}{'MASE avg':>9}{'MASE s1':>9}{'WAPE %':>8}{'sMAPE %':>9}"
+        f"{'MAE':>9}{'RMSE':>9}{'cov80':>7}{'cov95':>7}{'fit s':>8}"
+    )
+    lines = [
+        f"dataset {report['dataset']}: {report['series']} series, freq {report['freq']}, "
+        f"horizon {report['horizon']}, {report['forecasts']} forecast origins, "
+        f"{report['filled_slots']} slots filled",
+        head,
+        "-" * len(head),
+    ]
+    for name, m in report["models"].items():
+        cov = m.get("coverage", {})
+        lines.append(
+            f"{name:<16}{m['avg']['MASE']:>9.3f}{m['step1']['MASE']:>9.3f}{m['avg']['WAPE']:>8.1f}"
+            f"{m['avg']['sMAPE']:>9.1f}{m['avg']['MAE']:>9.2f}{m['avg']['RMSE']:>9.1f}"
+            f"{cov.get('80', float('nan')):>7.1f}{cov.get('95', float('nan')):>7.1f}"
+            f"{m['fit_s']:>8.1f}"
+        )
+    return "\n".join(lines)

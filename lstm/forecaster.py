@@ -1,0 +1,388 @@
+"""`Forecaster`: the trained model with everything needed to use it (feature spec, scalers,
+calibrated intervals, metadata), and the one vectorised inference kernel every path uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lstm.errors import DataValidationError, TrainingError
+from lstm.features import (
+    CALENDAR_FEATURES,
+    Encoded,
+    FeatureScaler,
+    FeatureSpec,
+    TargetScaler,
+    encode,
+    lag_name,
+)
+from lstm.intervals import ConformalIntervals
+from lstm.model import LSTMConfig, LSTMModel
+from lstm.panel import Panel, freq_to_ns
+from lstm.training import BatchIterator, TrainConfig, TrainResult, set_seed, set_threads, train
+from lstm.windows import RawWindows, Split, gather, protocol_split, train_origins, val_origins
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ForecastConfig:
+    """The one configuration of a forecaster: features, network, training, intervals."""
+
+    window: int = 12
+    horizon: int = 12
+    freq: str = "5min"
+    lags: tuple[int, ...] = (288, 2016)  # one day and one week of 5-minute slots
+    calendar: tuple[str, ...] = CALENDAR_FEATURES
+    exog: tuple[str, ...] | None = None  # None: every exogenous column of the training data
+    use_level: bool = True
+    select_top_k: int | None = None  # keep the k most important candidate features (RF)
+    levels: tuple[float, ...] = (0.8, 0.95)
+    interval_bins: int = 4
+    target_scaler: TargetScaler = field(default_factory=TargetScaler)
+    model: LSTMConfig = field(default_factory=LSTMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["target_scaler"] = self.target_scaler.to_dict()
+        return d
+
+
+@dataclass
+class ForecastArrays:
+    """Forecasts for B windows: point forecast and bounds per level, original scale."""
+
+    yhat: np.ndarray  # [B, H]
+    lower: dict[float, np.ndarray]  # level -> [B, H]
+    upper: dict[float, np.ndarray]
+    z: np.ndarray  # [B, H] scaled point forecast
+    lags_imputed: int = 0
+
+
+@dataclass
+class InferenceReport:
+    """What a batch forecast skipped or repaired, per series."""
+
+    n_input_series: int = 0
+    n_forecast: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # series -> reason
+    repaired: dict[str, int] = field(default_factory=dict)  # series -> values interpolated
+    lags_imputed: int = 0
+    off_grid_rows: int = 0
+    duplicate_rows: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Forecaster:
+    """A trained global model and the pieces that turn raw history into forecasts."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        model: LSTMModel,
+        target_scaler: TargetScaler,
+        feature_scaler: FeatureScaler,
+        intervals: ConformalIntervals | None,
+        metadata: dict | None = None,
+    ) -> None:
+        self.spec = spec
+        self.model = model.eval()
+        self.target_scaler = target_scaler
+        self.feature_scaler = feature_scaler
+        self.intervals = intervals
+        self.metadata = metadata or {}
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        return self.intervals.levels if self.intervals is not None else ()
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(
+        cls,
+        panel: Panel,
+        split: Split | None = None,
+        config: ForecastConfig | None = None,
+    ) -> Forecaster:
+        """Train on each series' train part, early-stop and calibrate on its validation part."""
+        cfg = config or ForecastConfig()
+        t_start = time.monotonic()
+        set_seed(cfg.train.seed)
+        set_threads(cfg.train.num_threads)
+        if freq_to_ns(cfg.freq) != panel.freq_ns:
+            raise DataValidationError(
+                f"config freq {cfg.freq!r} does not match the data's grid "
+                f"({pd.Timedelta(panel.freq_ns, 'ns')})"
+            )
+        bad_lags = [lag for lag in cfg.lags if lag < cfg.horizon]
+        if bad_lags:
+            raise ValueError(f"lags {bad_lags} are shorter than the horizon {cfg.horizon}")
+        split = split or protocol_split(panel)
+        exog = tuple(panel.exog_names) if cfg.exog is None else tuple(cfg.exog)
+        missing = [c for c in exog if c not in panel.exog_names]
+        if missing:
+            raise DataValidationError(
+                f"exogenous feature(s) {missing} not in the data; it has {list(panel.exog_names)}"
+            )
+        spec = FeatureSpec(
+            window=cfg.window,
+            horizon=cfg.horizon,
+            freq_ns=panel.freq_ns,
+            calendar=tuple(cfg.calendar),
+            exog=exog,
+            lags=tuple(cfg.lags),
+            use_level=cfg.use_level,
+        )
+        tr = train_origins(panel, split, spec.window, spec.horizon)
+        va = val_origins(panel, split, spec.window, spec.horizon)
+        if len(tr) == 0:
+            short = panel.ids[split.n_train < spec.window + spec.horizon]
+            raise TrainingError(
+                f"no training windows: every series needs at least window + horizon = "
+                f"{spec.window + spec.horizon} slots in its train part; too short: "
+                f"{list(short[:5])}"
+            )
+        if len(va) == 0:
+            raise TrainingError(
+                "no validation windows: series are too short for a validation part of "
+                f"{spec.horizon} slots after the window"
+            )
+        exog_idx = [panel.exog_names.index(c) for c in exog]
+        train_pos = _train_positions(panel, split)
+        feature_scaler = FeatureScaler().fit(exog, panel.exog[np.ix_(train_pos, exog_idx)])
+        target_scaler = cfg.target_scaler
+
+        selection = None
+        if cfg.select_top_k is not None:
+            from lstm.selection import select_features_lstm
+
+            selection = select_features_lstm(
+                panel, origins=tr, spec=spec, top_k=cfg.select_top_k, seed=cfg.train.seed
+            )
+            spec = selection.apply(spec)
+            exog_idx = [panel.exog_names.index(c) for c in spec.exog]
+            feature_scaler = FeatureScaler().fit(
+                spec.exog, panel.exog[np.ix_(train_pos, exog_idx)]
+            )
+
+        mcfg = LSTMConfig(**{**asdict(cfg.model), "input_size": spec.input_size,
+                             "future_size": spec.future_size, "horizon": spec.horizon})
+        model = LSTMModel(mcfg)
+
+        def make_batch(origins: np.ndarray):
+            def batch(idx: np.ndarray):
+                raw = gather(panel, origins[idx], spec.window, spec.horizon, spec.lags)
+                enc = encode(raw, spec, target_scaler, feature_scaler, exog_idx)
+                return (torch.from_numpy(enc.x), torch.from_numpy(enc.fut), torch.from_numpy(enc.z_target))
+            return batch
+
+        tc = cfg.train
+        train_loader = BatchIterator(len(tr), make_batch(tr), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch)
+        val_loader = _CachedBatches(BatchIterator(len(va), make_batch(va), 8192, False, tc.seed, tc.max_val_windows))
+        log.info(
+            "fit: %d series, %d train / %d validation windows, features in %s, future %s",
+            panel.n_series, len(tr), len(va), spec.input_names, spec.future_names,
+        )
+        result: TrainResult = train(model, train_loader, val_loader, tc)
+
+        forecaster = cls(spec, model, target_scaler, feature_scaler, None)
+        raw_val = gather(panel, va, spec.window, spec.horizon, spec.lags)
+        enc = encode(raw_val, spec, target_scaler, feature_scaler, exog_idx)
+        z_pred = forecaster._forward(enc)
+        forecaster.intervals = ConformalIntervals.fit(
+            enc.z_target - z_pred, enc.loc, cfg.levels, n_bins=cfg.interval_bins
+        )
+        first = panel.timestamps(panel.offsets[:-1])
+        end_train = panel.timestamps(panel.offsets[:-1] + split.n_train + split.n_val - 1)
+        forecaster.metadata = {
+            "config": cfg.to_dict(),
+            "features": spec.to_dict(),
+            "feature_selection": None if selection is None else selection.to_dict(),
+            "training": {
+                "series": int(panel.n_series),
+                "train_windows": int(len(tr)),
+                "val_windows": int(len(va)),
+                "data_start": str(first.min()),
+                "data_end": str(end_train.max()),
+                "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss,
+                "epochs_run": len(result.history),
+                "steps": result.steps,
+                "stop_reason": result.stop_reason,
+                "seconds": round(time.monotonic() - t_start, 3),
+                "history": result.history,
+            },
+        }
+        return forecaster
+
+    # ----------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def _forward(self, enc: Encoded, chunk_size: int = 16384) -> np.ndarray:
+        """Scaled point forecasts [B, H] for encoded windows, chunked to bound memory."""
+        self.model.eval()
+        out = np.empty((len(enc.x), self.spec.horizon), dtype=np.float32)
+        for i in range(0, len(enc.x), chunk_size):
+            x = torch.from_numpy(enc.x[i : i + chunk_size])
+            fut = torch.from_numpy(enc.fut[i : i + chunk_size])
+            out[i : i + chunk_size] = self.model(x, fut).numpy()
+        return out
+
+    def predict_raw(
+        self,
+        raw: RawWindows,
+        levels: Sequence[float] | None = None,
+        chunk_size: int = 16384,
+        exog_index: Sequence[int] | None = None,
+    ) -> ForecastArrays:
+        """The inference kernel: raw windows -> point forecasts and intervals, vectorised.
+
+        Encoding, the forward pass and decoding run per chunk of `chunk_size` windows, so
+        memory stays bounded however many series there are.
+        """
+        levels = self.levels if levels is None else tuple(levels)
+        b, h = len(raw), self.spec.horizon
+        yhat = np.empty((b, h))
+        z_all = np.empty((b, h), dtype=np.float32)
+        lower = {lv: np.empty((b, h)) for lv in levels}
+        upper = {lv: np.empty((b, h)) for lv in levels}
+        imputed = 0
+        for i in range(0, b, chunk_size):
+            sl = slice(i, min(i + chunk_size, b))
+            enc = encode(raw.take(sl), self.spec, self.target_scaler, self.feature_scaler, exog_index)
+            imputed += enc.lags_imputed
+            z = self._forward(enc, chunk_size)
+            z_all[sl] = z
+            inv = self.target_scaler.inverse_transform
+            yhat[sl] = inv(z.astype(np.float64), enc.loc, enc.scale)
+            for lv in levels:
+                z_lo, z_hi = self.intervals.bounds(z, enc.loc, lv)
+                lower[lv][sl] = np.minimum(inv(z_lo, enc.loc, enc.scale), yhat[sl])
+                upper[lv][sl] = np.maximum(inv(z_hi, enc.loc, enc.scale), yhat[sl])
+        return ForecastArrays(yhat, lower, upper, z_all, imputed)
+
+    def predict_panel(
+        self, panel: Panel, origins: np.ndarray | None = None, levels: Sequence[float] | None = None
+    ) -> tuple[ForecastArrays, RawWindows]:
+        """Forecast from `origins` of a regular panel (default: the last slot of each series)."""
+        if origins is None:
+            origins = panel.offsets[1:] - 1
+        exog_index = self._exog_index(panel.exog_names)
+        raw = gather(panel, origins, self.spec.window, self.spec.horizon, self.spec.lags)
+        return self.predict_raw(raw, levels, exog_index=exog_index), raw
+
+    def _exog_index(self, available: Sequence[str]) -> list[int]:
+        missing = [c for c in self.spec.exog if c not in available]
+        if missing:
+            raise DataValidationError(
+                f"the model needs exogenous feature(s) {missing}; the data has {list(available)}"
+            )
+        return [list(available).index(c) for c in self.spec.exog]
+
+    def forecast(
+        self,
+        history: pd.DataFrame,
+        as_of: pd.Timestamp | str | None = None,
+        *,
+        level: float | None = None,
+        max_missing: int | None = None,
+        chunk_size: int = 16384,
+    ) -> tuple[pd.DataFrame, InferenceReport]:
+        """Forecast every series of a long history frame from the slot `as_of`.
+
+        `history` holds canonical columns (series_id, ts, value, exogenous features) and at
+        least the window; slots one day / one week earlier are used when present. A series
+        whose window misses its last slot or more than `max_missing` slots is skipped and
+        named in the report; fewer gaps are interpolated and counted. Returns the forecasts
+        in the forecasts-table layout (level defaults to the first calibrated level).
+        """
+        from lstm.inference import prepare_latest
+
+        level = self.levels[0] if level is None else level
+        raw, ids, report = prepare_latest(
+            history, self.spec, as_of, max_missing=max_missing, exog_fill=self.feature_scaler.mean
+        )
+        if len(ids) == 0:
+            return _empty_forecast_frame(), report
+        arrays = self.predict_raw(raw, (level,), chunk_size=chunk_size)
+        report.lags_imputed = arrays.lags_imputed
+        frame = forecast_frame(ids, raw.origin_slot, self.spec.freq_ns, arrays, level)
+        return frame, report
+
+
+def forecast_frame(
+    ids: np.ndarray,
+    origin_slot: np.ndarray,
+    freq_ns: int,
+    arrays: ForecastArrays,
+    level: float,
+) -> pd.DataFrame:
+    """Arrays -> the forecasts-table layout, one row per series and step."""
+    b, h = arrays.yhat.shape
+    steps = np.tile(np.arange(1, h + 1), b)
+    issued = np.repeat(origin_slot, h)
+    return pd.DataFrame(
+        {
+            "series_id": np.repeat(np.asarray(ids, dtype=object), h),
+            "issued_at": pd.DatetimeIndex(issued * freq_ns, tz="UTC"),
+            "target_ts": pd.DatetimeIndex((issued + steps) * freq_ns, tz="UTC"),
+            "step": steps.astype(np.int16),
+            "yhat": arrays.yhat.ravel(),
+            "yhat_lower": arrays.lower[level].ravel(),
+            "yhat_upper": arrays.upper[level].ravel(),
+            "level": np.full(b * h, float(level)),
+        }
+    )
+
+
+def _empty_forecast_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "series_id": pd.Series([], dtype=object),
+            "issued_at": pd.DatetimeIndex([], tz="UTC"),
+            "target_ts": pd.DatetimeIndex([], tz="UTC"),
+            "step": pd.Series([], dtype=np.int16),
+            "yhat": pd.Series([], dtype=float),
+            "yhat_lower": pd.Series([], dtype=float),
+            "yhat_upper": pd.Series([], dtype=float),
+            "level": pd.Series([], dtype=float),
+        }
+    )
+
+
+def _train_positions(panel: Panel, split: Split) -> np.ndarray:
+    from lstm.windows import expand_ranges
+
+    return expand_ranges(panel.offsets, np.zeros(panel.n_series, np.int64), split.n_train - 1)
+
+
+class _CachedBatches:
+    """Materialise a fixed (validation) batch sequence once and replay it every epoch."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.batches = None
+
+    def __iter__(self):
+        if self.batches is None:
+            self.batches = list(self.source)
+        return iter(self.batches)
+
+
+__all__ = [
+    "ForecastArrays",
+    "ForecastConfig",
+    "Forecaster",
+    "InferenceReport",
+    "forecast_frame",
+    "lag_name",
+]
