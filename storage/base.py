@@ -1,0 +1,439 @@
+"""The store interface shared by every backend, and the logic common to all of them.
+
+A backend implements a few primitives on canonical Arrow tables (``_read_metrics``,
+``_write_metrics``, ...); this class validates arguments and frames, converts timestamps,
+and turns Arrow tables into the canonical pandas frames the rest of the product uses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.tseries.frequencies import to_offset
+
+from storage.columns import (
+    ACCURACY_GROUPS,
+    ACCURACY_SUMMARY,
+    FORECAST_SCHEMA,
+    SERIES_ID,
+    TS,
+    VALUE,
+    ColumnMap,
+    TableNames,
+)
+from storage.errors import ConfigError
+from storage.timeutil import (
+    NaiveWarner,
+    check_on_grid,
+    parse_freq,
+    scalar_to_us,
+    us_to_timestamp,
+)
+from storage.validate import forecasts_table, metrics_table, now_us, score_table
+
+#: A closed range of epoch microseconds; ``None`` means unbounded on that side.
+Range = tuple[int | None, int | None]
+
+#: Longest forecast horizon accepted, in slots (one day of 5-minute slots by default).
+DEFAULT_MAX_HORIZON = 288
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort closed integer ranges and merge the ones that overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def sort_table(tab: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """Sort an Arrow table ascending by ``keys``."""
+    if tab.num_rows <= 1:
+        return tab
+    return tab.sort_by([(k, "ascending") for k in keys])
+
+
+def to_frame(tab: pa.Table) -> pd.DataFrame:
+    """An Arrow table to pandas (strings -> str, timestamps -> datetime64[us, UTC])."""
+    return tab.to_pandas()
+
+
+class Store(ABC):
+    """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
+
+    All timestamps in and out are timezone-aware UTC; naive input is taken as UTC (with one
+    :class:`~storage.errors.NaiveTimestampWarning` per argument or column). Frames returned
+    use the canonical names (``series_id, ts, value`` and the feature names).
+    """
+
+    backend: str = ""
+
+    def __init__(
+        self,
+        url: str,
+        columns: ColumnMap | None = None,
+        tables: TableNames | None = None,
+        freq: str | pd.Timedelta = "5min",
+        max_horizon: int = DEFAULT_MAX_HORIZON,
+    ) -> None:
+        if columns is not None and not isinstance(columns, ColumnMap):
+            raise ConfigError(f"columns must be a ColumnMap, got {type(columns).__name__}")
+        if tables is not None and not isinstance(tables, TableNames):
+            raise ConfigError(f"tables must be a TableNames, got {type(tables).__name__}")
+        self.columns = columns or ColumnMap()
+        self.tables = tables or TableNames()
+        self._freq_us = parse_freq(freq)
+        self.freq = pd.Timedelta(microseconds=self._freq_us)
+        if not isinstance(max_horizon, int) or max_horizon < 1:
+            raise ConfigError(
+                f"max_horizon must be a positive number of slots, got {max_horizon!r}"
+            )
+        self.max_horizon = max_horizon
+        self._url = url
+        self._warn = NaiveWarner()
+
+    # ------------------------------------------------------------------ helpers
+    def _ts_arg(self, value: object, what: str) -> int | None:
+        return None if value is None else scalar_to_us(value, what, self._warn)
+
+    def _bounds(self, start: object, end: object) -> tuple[int | None, int | None]:
+        lo, hi = self._ts_arg(start, "start"), self._ts_arg(end, "end")
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"start {us_to_timestamp(lo)} is after end {us_to_timestamp(hi)}")
+        return lo, hi
+
+    @staticmethod
+    def _series_arg(series_ids: object) -> list[str] | None:
+        if series_ids is None:
+            return None
+        if isinstance(series_ids, str):
+            return [series_ids]
+        try:
+            return sorted({str(s) for s in series_ids})  # type: ignore[union-attr]
+        except TypeError:
+            raise ConfigError(
+                f"series_ids must be a list of ids, got {type(series_ids).__name__}"
+            ) from None
+
+    # ------------------------------------------------------------------ metrics
+    def write_metrics(self, df: pd.DataFrame) -> int:
+        """Upsert metrics rows keyed by (series, ts); returns the number of rows written.
+
+        ``df`` uses the ColumnMap's names. The whole frame is checked first (NaN/Inf,
+        non-numeric, duplicate (series, ts), off-grid or missing timestamps) and nothing is
+        written if any check fails.
+        """
+        tab = metrics_table(df, self.columns, self._freq_us, self._warn)
+        if tab.num_rows == 0:
+            return 0
+        return self._write_metrics(tab)
+
+    def read_metrics(
+        self,
+        start: object = None,
+        end: object = None,
+        series_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows with ``start <= ts <= end`` (either may be None), sorted by series_id, ts.
+
+        Returns what is stored (NULL -> NaN): gap filling and quality decisions belong to
+        the caller.
+        """
+        lo, hi = self._bounds(start, end)
+        ids = self._series_arg(series_ids)
+        tab = self._read_metrics([(lo, hi)], ids)
+        return to_frame(sort_table(tab, [SERIES_ID, TS]))
+
+    def recent_ranges(
+        self, as_of: object, n_slots: int, extra_ranges: Iterable[tuple[int, int]] = ()
+    ) -> list[tuple[int, int]]:
+        """The closed epoch-microsecond ranges ``read_recent`` reads (merged, sorted)."""
+        as_us = scalar_to_us(as_of, "as_of", self._warn)
+        check_on_grid(as_us, self._freq_us, "as_of")
+        if isinstance(n_slots, bool) or not isinstance(n_slots, int | np.integer) or n_slots < 1:
+            raise ConfigError(f"n_slots must be a positive integer, got {n_slots!r}")
+        f = self._freq_us
+        ranges = [(as_us - (int(n_slots) - 1) * f, as_us)]
+        for item in extra_ranges:
+            try:
+                lo, hi = (int(x) for x in item)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"extra_ranges items must be (lo, hi) slot offsets, got {item!r}"
+                ) from None
+            if lo < 0 or hi < lo:
+                raise ConfigError(
+                    f"extra_ranges item {item!r} must satisfy 0 <= lo <= hi (slots back from as_of)"
+                )
+            ranges.append((as_us - hi * f, as_us - lo * f))
+        return merge_ranges(ranges)
+
+    def read_recent(
+        self,
+        as_of: object,
+        n_slots: int,
+        *,
+        extra_ranges: Iterable[tuple[int, int]] = (),
+        series_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """The model's input window, in one query for all series.
+
+        Rows with ``as_of - (n_slots-1)*freq <= ts <= as_of``, plus for each ``(lo, hi)`` in
+        ``extra_ranges`` (slot offsets back from ``as_of``) the rows with
+        ``as_of - hi*freq <= ts <= as_of - lo*freq``. A series with fewer rows returns only
+        the rows it has; a series with none returns nothing. Sorted by series_id, ts.
+        """
+        ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
+        ids = self._series_arg(series_ids)
+        tab = self._read_metrics(list(ranges), ids)
+        return to_frame(sort_table(tab, [SERIES_ID, TS]))
+
+    def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
+        """(first ts, last ts, number of series) of the metrics, or None when empty."""
+        r = self._metrics_range()
+        if r is None:
+            return None
+        lo, hi, n = r
+        return us_to_timestamp(lo), us_to_timestamp(hi), int(n)
+
+    # ---------------------------------------------------------------- forecasts
+    def write_forecasts(self, df: pd.DataFrame) -> int:
+        """Upsert forecasts keyed by (series_id, issued_at, step) in one transaction.
+
+        Columns: series_id, issued_at, target_ts, step, yhat, yhat_lower, yhat_upper, level,
+        model_version, and optionally created_at (set to now when absent). Writing the same
+        slot again replaces those rows; a failure leaves the stored forecasts as they were.
+        """
+        tab = forecasts_table(df, self._freq_us, self.max_horizon, self._warn, now_us())
+        if tab.num_rows == 0:
+            return 0
+        return self._write_forecasts(tab)
+
+    def read_forecasts(
+        self,
+        issued_at: object = None,
+        series_ids: Iterable[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pd.DataFrame:
+        """Forecasts issued at ``issued_at`` (all when None) with start <= target_ts <= end.
+
+        Sorted by series_id, issued_at, step.
+        """
+        issued = self._ts_arg(issued_at, "issued_at")
+        lo, hi = self._bounds(start, end)
+        tab = self._read_forecasts(issued, self._series_arg(series_ids), lo, hi)
+        return to_frame(sort_table(tab, ["series_id", "issued_at", "step"]))
+
+    def read_latest_forecasts(
+        self,
+        series_ids: Iterable[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pd.DataFrame:
+        """For each (series_id, target_ts) with start <= target_ts <= end, the row from the
+        latest issued_at. Sorted by series_id, target_ts."""
+        lo, hi = self._bounds(start, end)
+        tab = self._read_latest(self._series_arg(series_ids), lo, hi)
+        return to_frame(sort_table(tab, ["series_id", "target_ts"]))
+
+    # ----------------------------------------------------------------- accuracy
+    def score_forecasts(self, as_of: object, lookback_slots: int = 288) -> int:
+        """Score forecasts with ``as_of - lookback < target_ts <= as_of`` whose actual exists.
+
+        Upserts one accuracy row per (series_id, issued_at, step) (so re-scoring is
+        idempotent) and returns how many rows were written. Actuals stored as NULL/NaN are
+        not scored.
+        """
+        hi = scalar_to_us(as_of, "as_of", self._warn)
+        check_on_grid(hi, self._freq_us, "as_of")
+        if (
+            isinstance(lookback_slots, bool)
+            or not isinstance(lookback_slots, int)
+            or (lookback_slots < 1)
+        ):
+            raise ConfigError(f"lookback_slots must be a positive integer, got {lookback_slots!r}")
+        lo = hi - lookback_slots * self._freq_us
+        return self._score(lo, hi, now_us())
+
+    def read_accuracy(
+        self,
+        start: object = None,
+        end: object = None,
+        by: Sequence[str] = ("model_version", "step"),
+    ) -> pd.DataFrame:
+        """Accuracy summary of scored forecasts with start <= target_ts <= end.
+
+        One row per group of ``by`` (any of series_id, model_version, step, level; empty for
+        one overall row) with ``n``, ``mae``, ``wape_pct`` (100 * sum|err| / sum|y|) and
+        ``coverage_pct`` (share of actuals inside the interval, in %).
+        """
+        if isinstance(by, str):
+            by = (by,)
+        by = tuple(by)
+        bad = [b for b in by if b not in ACCURACY_GROUPS]
+        if bad or len(set(by)) != len(by):
+            raise ConfigError(
+                f"read_accuracy by={list(by)}: each of {list(ACCURACY_GROUPS)} may appear once"
+            )
+        lo, hi = self._bounds(start, end)
+        out = self._accuracy_summary(lo, hi, by)
+        return out.sort_values(list(by), kind="stable").reset_index(drop=True) if by else out
+
+    def read_accuracy_rows(
+        self,
+        start: object = None,
+        end: object = None,
+        series_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """The scored rows themselves (start <= target_ts <= end), sorted by key."""
+        lo, hi = self._bounds(start, end)
+        tab = self._read_accuracy_rows(lo, hi, self._series_arg(series_ids))
+        return to_frame(sort_table(tab, ["series_id", "issued_at", "step"]))
+
+    # ------------------------------------------------------------------- admin
+    def describe(self) -> dict[str, Any]:
+        """URL (password hidden), backend, names, row counts: safe to log or print."""
+        return {
+            "url": self._url,
+            "backend": self.backend,
+            "freq": to_offset(self.freq).freqstr,
+            "columns": {
+                "id": self.columns.id_col,
+                "time": self.columns.time_col,
+                "target": self.columns.target_col,
+                "features": list(self.columns.feature_cols)
+                if self.columns.feature_cols is not None
+                else "numeric",
+            },
+            "tables": {
+                "metrics": self.tables.metrics,
+                "forecasts": self.tables.forecasts,
+                "accuracy": self.tables.accuracy,
+                "latest_view": self.tables.latest_view,
+            },
+            "rows": self._row_counts(),
+        }
+
+    def close(self) -> None:  # noqa: B027 - backends without resources need nothing
+        """Release connections; the store cannot be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.backend} {self._url}>"
+
+    # ------------------------------------------------- generic implementations
+    def _score_generic(self, lo: int, hi: int, scored_at: int) -> int:
+        """Score in Python: join forecasts with target_ts in (lo, hi] to their actuals."""
+        fc = self._read_forecasts(None, None, lo + 1, hi)
+        if fc.num_rows == 0:
+            return 0
+        actual = self._read_metrics([(lo + 1, hi)], None).select([SERIES_ID, TS, VALUE])
+        joined = fc.join(
+            actual,
+            keys=["series_id", "target_ts"],
+            right_keys=[SERIES_ID, TS],
+            join_type="inner",
+        )
+        joined = joined.filter(pc.is_finite(joined[VALUE]))
+        if joined.num_rows == 0:
+            return 0
+        acc = score_table(joined.select(FORECAST_SCHEMA.names), joined[VALUE].to_numpy(), scored_at)
+        return self._write_accuracy(acc)
+
+    def _accuracy_summary(
+        self, lo: int | None, hi: int | None, by: tuple[str, ...]
+    ) -> pd.DataFrame:
+        return summarize_accuracy(to_frame(self._read_accuracy_rows(lo, hi, None)), by)
+
+    # ------------------------------------------------------ backend primitives
+    @abstractmethod
+    def _write_metrics(self, tab: pa.Table) -> int: ...
+
+    @abstractmethod
+    def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
+        """Rows whose ts lies in any of the closed ``ranges``; canonical names."""
+
+    @abstractmethod
+    def _metrics_range(self) -> tuple[int, int, int] | None: ...
+
+    @abstractmethod
+    def _write_forecasts(self, tab: pa.Table) -> int: ...
+
+    @abstractmethod
+    def _read_forecasts(
+        self, issued: int | None, ids: list[str] | None, lo: int | None, hi: int | None
+    ) -> pa.Table: ...
+
+    @abstractmethod
+    def _read_latest(self, ids: list[str] | None, lo: int | None, hi: int | None) -> pa.Table: ...
+
+    @abstractmethod
+    def _score(self, lo: int, hi: int, scored_at: int) -> int: ...
+
+    @abstractmethod
+    def _write_accuracy(self, tab: pa.Table) -> int: ...
+
+    @abstractmethod
+    def _read_accuracy_rows(
+        self, lo: int | None, hi: int | None, ids: list[str] | None
+    ) -> pa.Table: ...
+
+    @abstractmethod
+    def _row_counts(self) -> dict[str, int]: ...
+
+
+def summarize_accuracy(rows: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
+    """n, MAE, WAPE % and coverage % of accuracy rows, grouped by ``by``."""
+    cols = [*by, *ACCURACY_SUMMARY]
+    if rows.empty:
+        empty = pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
+        for b in by:
+            empty[b] = pd.Series([], dtype=rows[b].dtype if b in rows else "object")
+        empty["n"] = empty["n"].astype("int64")
+        return empty[cols]
+    work = pd.DataFrame(
+        {
+            **{b: rows[b] for b in by},
+            "_err": rows["abs_error"].astype("float64"),
+            "_absy": rows["y"].abs().astype("float64"),
+            "_cov": rows["covered"].astype("float64"),
+        }
+    )
+    if not by:
+        work["_all"] = 0
+    g = work.groupby(list(by) or ["_all"], sort=True)
+    out = pd.DataFrame(
+        {
+            "n": g["_err"].size().astype("int64"),
+            "mae": g["_err"].mean(),
+            "_sum_err": g["_err"].sum(),
+            "_sum_y": g["_absy"].sum(),
+            "coverage_pct": 100.0 * g["_cov"].mean(),
+        }
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["wape_pct"] = np.where(
+            out["_sum_y"] > 0, 100.0 * out["_sum_err"] / out["_sum_y"], np.nan
+        )
+    out = out.reset_index(drop=not by)
+    return out[cols]
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A zero-row table with ``schema``."""
+    return schema.empty_table()

@@ -1,0 +1,529 @@
+"""Parquet folder backend: a hive-partitioned dataset that DuckDB, pandas and pyarrow read.
+
+Layout under the root folder (sub-folder names are the TableNames)::
+
+    metrics/date=2024-01-08/part-13.parquet             rows with ts in 13:00-13:59 UTC
+    forecasts/date=2024-01-08/20240108T131500Z.parquet  one file per issued_at
+    forecast_accuracy/date=2024-01-08/part-14.parquet   rows with target_ts in 14:00-14:59
+
+Files are sorted by time, with small row groups, so a range filter skips most of a file.
+Reads pick files by their folder and name first (the recent window touches the hour files
+of its three ranges only, e.g. the week-ago range in another date folder), then push the
+time and series filters down to the row groups. Writes merge new rows into the files they
+touch (upsert on the key), write each file to a temporary name beside it, fsync it, and
+``os.replace`` it over the old one, so a reader sees the old or the new file, never half a
+file. A write touching several files stages all of them before replacing any; only a crash
+during those renames (microseconds) could expose part of it. Writers take an exclusive
+``fcntl`` lock on ``<root>/.lock`` (one writer at a time; readers never wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from storage.base import Range, Store
+from storage.columns import (
+    ACCURACY_KEY,
+    ACCURACY_SCHEMA,
+    FORECAST_KEY,
+    FORECAST_SCHEMA,
+    SERIES_ID,
+    TS,
+    TS_TYPE,
+    VALUE,
+    ColumnMap,
+    TableNames,
+)
+from storage.errors import ConfigError, SchemaError, WriteError
+
+try:  # POSIX only; elsewhere writers are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+HOUR_US = 3_600_000_000
+ROW_GROUP_ROWS = 65_536
+_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
+_ISSUED_FILE = re.compile(r"^(\d{8}T\d{6}Z)\.parquet$")
+
+
+def _fault_point(label: str) -> None:
+    """No-op hook between the steps of a write; tests replace it to inject a failure."""
+
+
+def _date_of(us: int) -> str:
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(us))).strftime("%Y-%m-%d")
+
+
+def _date_start_us(date: str) -> int:
+    d = dt.datetime.strptime(date, "%Y-%m-%d")
+    return int((d - dt.datetime(1970, 1, 1)) / dt.timedelta(microseconds=1))
+
+
+def _issued_name(us: int) -> str:
+    d = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(us))
+    return d.strftime("%Y%m%dT%H%M%SZ") + ".parquet"
+
+
+def _issued_from_name(name: str) -> int | None:
+    m = _ISSUED_FILE.match(name)
+    if not m:
+        return None
+    d = dt.datetime.strptime(m[1], "%Y%m%dT%H%M%SZ")
+    return int((d - dt.datetime(1970, 1, 1)) / dt.timedelta(microseconds=1))
+
+
+def _overlaps(lo: int | None, hi: int | None, a: int, b: int) -> bool:
+    """Does closed [lo, hi] (None = unbounded) overlap half-open [a, b)?"""
+    return (lo is None or lo < b) and (hi is None or hi >= a)
+
+
+class ParquetStore(Store):
+    """Metrics and forecasts in a folder of Parquet files; see the module docstring."""
+
+    backend = "parquet"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        columns: ColumnMap | None = None,
+        tables: TableNames | None = None,
+        freq: str | pd.Timedelta = "5min",
+        max_horizon: int = 288,
+        fsync: bool = True,
+    ) -> None:
+        self.root = Path(root).expanduser().absolute()
+        super().__init__(f"parquet://{self.root.as_posix()}", columns, tables, freq, max_horizon)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"Parquet store {str(self.root)!r} exists and is not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create Parquet folder {str(self.root)!r}: {exc.strerror}"
+            ) from None
+        self._fsync = fsync
+
+    # ----------------------------------------------------------------- paths
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def _dates(self, table: str, lo: int | None, hi: int | None) -> list[str]:
+        """Date partitions of ``table`` overlapping [lo, hi]."""
+        base = self._dir(table)
+        if not base.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(base):
+            m = _DATE_DIR.match(entry.name)
+            if m and entry.is_dir():
+                start = _date_start_us(m[1])
+                if _overlaps(lo, hi, start, start + 24 * HOUR_US):
+                    out.append(m[1])
+        return sorted(out)
+
+    def _hour_files(self, table: str, ranges: list[Range]) -> list[Path]:
+        """Files of an hour-partitioned table that may hold rows in ``ranges``."""
+        los = [r[0] for r in ranges]
+        his = [r[1] for r in ranges]
+        lo = None if any(x is None for x in los) else min(los)  # type: ignore[type-var]
+        hi = None if any(x is None for x in his) else max(his)  # type: ignore[type-var]
+        files = []
+        for date in self._dates(table, lo, hi):
+            start = _date_start_us(date)
+            for entry in os.scandir(self._dir(table) / f"date={date}"):
+                if entry.name.startswith((".", "_")) or not entry.name.endswith(".parquet"):
+                    continue
+                m = _HOUR_FILE.match(entry.name)
+                if m:
+                    a = start + int(m[1]) * HOUR_US
+                    if not any(_overlaps(r[0], r[1], a, a + HOUR_US) for r in ranges):
+                        continue
+                elif not any(_overlaps(r[0], r[1], start, start + 24 * HOUR_US) for r in ranges):
+                    continue
+                files.append(Path(entry.path))
+        return sorted(files)
+
+    def _hour_path(self, table: str, hour: int) -> Path:
+        us = hour * HOUR_US
+        return self._dir(table) / f"date={_date_of(us)}" / f"part-{hour % 24:02d}.parquet"
+
+    def _issued_files(self, lo: int | None, hi: int | None) -> list[tuple[int, Path]]:
+        """Forecast files with issued_at in [lo, hi]."""
+        out = []
+        table = self.tables.forecasts
+        for date in self._dates(table, lo, hi):
+            for entry in os.scandir(self._dir(table) / f"date={date}"):
+                issued = _issued_from_name(entry.name)
+                if (
+                    issued is not None
+                    and (lo is None or issued >= lo)
+                    and (hi is None or issued <= hi)
+                ):
+                    out.append((issued, Path(entry.path)))
+        return sorted(out)
+
+    def _issued_path(self, issued: int) -> Path:
+        return self._dir(self.tables.forecasts) / f"date={_date_of(issued)}" / _issued_name(issued)
+
+    def _all_files(self, table: str) -> list[Path]:
+        base = self._dir(table)
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.glob("date=*/*.parquet") if not p.name.startswith((".", "_")))
+
+    # ------------------------------------------------------------ file writes
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(self.root / ".lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _stage(self, path: Path, tab: pa.Table) -> Path:
+        """Write ``tab`` to a temporary file beside ``path`` (durably) and return its name."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(tab, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+            if self._fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _commit(self, staged: list[tuple[Path, Path]]) -> None:
+        """Replace every target by its staged file; on a failure before the renames, remove
+        the staged files so nothing of the write is visible."""
+        try:
+            _fault_point("before_replace")
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        dirs = set()
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            dirs.add(path.parent)
+        if self._fsync:
+            for d in dirs:
+                fd = os.open(d, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def _upsert_files(
+        self, parts: list[tuple[Path, pa.Table]], key: list[str], order: list[str]
+    ) -> int:
+        """Merge each part into its file (upsert on ``key``), staged then replaced."""
+        staged: list[tuple[Path, Path]] = []
+        with self._write_lock():
+            try:
+                for path, new in parts:
+                    merged = _merge(pq.read_table(path) if path.exists() else None, new, key)
+                    merged = merged.sort_by([(k, "ascending") for k in order])
+                    staged.append((self._stage(path, merged), path))
+                    _fault_point("staged")
+            except BaseException as exc:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise WriteError(
+                        f"writing {sum(p[1].num_rows for p in parts)} rows into "
+                        f"{str(self.root)!r} failed; nothing was written: {exc}"
+                    ) from exc
+                raise
+            self._commit(staged)
+        return sum(p[1].num_rows for p in parts)
+
+    # ---------------------------------------------------------------- metrics
+    def _write_metrics(self, tab: pa.Table) -> int:
+        cm = self.columns
+        tab = tab.rename_columns(
+            [
+                {SERIES_ID: cm.id_col, TS: cm.time_col, VALUE: cm.target_col}.get(c, c)
+                for c in tab.column_names
+            ]
+        )
+        parts = _split_by_hour(tab, cm.time_col, self.tables.metrics, self._hour_path)
+        return self._upsert_files(parts, [cm.id_col, cm.time_col], [cm.time_col, cm.id_col])
+
+    def _metrics_schema(self, files: list[Path]) -> pa.Schema:
+        if not files:
+            all_files = self._all_files(self.tables.metrics)
+            if not all_files:
+                raise SchemaError(
+                    f"metrics folder {str(self._dir(self.tables.metrics))!r} holds no Parquet "
+                    f"files (expected date=YYYY-MM-DD/*.parquet); folders present: "
+                    f"{sorted(p.name for p in self.root.iterdir() if p.is_dir())}"
+                )
+            files = all_files[-1:]
+        return pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+
+    def _metrics_plan(self, schema: pa.Schema) -> tuple[list[str], pa.DataType]:
+        """Check the metrics schema; return the feature columns and the time type."""
+        cm = self.columns
+        names = schema.names
+        where = f"metrics folder {str(self._dir(self.tables.metrics))!r}"
+        needed = [*cm.keys, *(cm.feature_cols or ())]
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise SchemaError(f"{where} has no column(s) {missing}; its columns are {names}")
+        ttype = schema.field(cm.target_col).type
+        if not (
+            pa.types.is_integer(ttype) or pa.types.is_floating(ttype) or pa.types.is_decimal(ttype)
+        ):
+            raise SchemaError(
+                f"target column {cm.target_col!r} in {where} has type {ttype}; it must be numeric"
+            )
+        time_type = schema.field(cm.time_col).type
+        if not pa.types.is_timestamp(time_type):
+            raise SchemaError(
+                f"time column {cm.time_col!r} in {where} has type {time_type}; "
+                "it must be a timestamp"
+            )
+        if time_type.tz is None:
+            self._warn(f"{where} column {cm.time_col!r}")
+
+        def numeric(t: pa.DataType) -> bool:
+            return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+        if cm.feature_cols is not None:
+            features = list(cm.feature_cols)
+            for f in features:
+                if not numeric(schema.field(f).type):
+                    raise SchemaError(
+                        f"feature column {f!r} in {where} has type {schema.field(f).type}; "
+                        "it must be numeric"
+                    )
+        else:
+            features = [n for n in names if n not in cm.keys and numeric(schema.field(n).type)]
+        cm.check_feature_names(features)
+        return features, time_type
+
+    def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
+        cm = self.columns
+        files = self._hour_files(self.tables.metrics, ranges)
+        schema = self._metrics_schema(files)
+        features, time_type = self._metrics_plan(schema)
+        cols = [cm.id_col, cm.time_col, cm.target_col, *features]
+        out_names = [SERIES_ID, TS, VALUE, *features]
+        if not files or (ids is not None and not ids):
+            return _canonical_metrics(schema.empty_table().select(cols), out_names)
+        t = pc.field(cm.time_col)
+        conds = []
+        for lo, hi in ranges:
+            c = None
+            if lo is not None:
+                c = t >= _ts_scalar(lo, time_type)
+            if hi is not None:
+                c2 = t <= _ts_scalar(hi, time_type)
+                c = c2 if c is None else (c & c2)
+            conds.append(c)
+        expr = None
+        if not any(c is None for c in conds):
+            for c in conds:
+                expr = c if expr is None else (expr | c)
+        if ids is not None:
+            ic = pc.field(cm.id_col).isin(
+                pa.array(ids, type=schema.field(cm.id_col).type)
+                if pa.types.is_string(schema.field(cm.id_col).type)
+                else pa.array(ids)
+            )
+            expr = ic if expr is None else (expr & ic)
+        dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+        tab = dataset.to_table(columns=cols, filter=expr)
+        return _canonical_metrics(tab, out_names)
+
+    def _metrics_range(self) -> tuple[int, int, int] | None:
+        cm = self.columns
+        files = self._all_files(self.tables.metrics)
+        schema = self._metrics_schema(files)
+        self._metrics_plan(schema)
+        if not files:
+            return None
+        tab = ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(
+            columns=[cm.id_col, cm.time_col]
+        )
+        if tab.num_rows == 0:
+            return None
+        ts = (
+            tab[cm.time_col].cast(TS_TYPE)
+            if tab[cm.time_col].type.tz
+            else (tab[cm.time_col].cast(pa.timestamp("us")).cast(TS_TYPE))
+        )
+        mm = pc.min_max(ts)
+        n = pc.count_distinct(tab[cm.id_col].cast(pa.string())).as_py()
+        return mm["min"].value, mm["max"].value, int(n)
+
+    # -------------------------------------------------------------- forecasts
+    def _write_forecasts(self, tab: pa.Table) -> int:
+        issued = tab["issued_at"].cast(pa.int64()).to_numpy()
+        parts = []
+        for value in np.unique(issued):
+            part = tab.filter(pa.compute.equal(tab["issued_at"].cast(pa.int64()), int(value)))
+            parts.append((self._issued_path(int(value)), part))
+        return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
+
+    def _forecast_candidates(
+        self, issued: int | None, lo: int | None, hi: int | None
+    ) -> list[Path]:
+        if issued is not None:
+            path = self._issued_path(issued)
+            return [path] if path.exists() else []
+        f = self._freq_us
+        ilo = None if lo is None else lo - self.max_horizon * f
+        ihi = None if hi is None else hi - f
+        return [p for _, p in self._issued_files(ilo, ihi)]
+
+    def _read_forecasts(
+        self, issued: int | None, ids: list[str] | None, lo: int | None, hi: int | None
+    ) -> pa.Table:
+        files = self._forecast_candidates(issued, lo, hi)
+        return _read_files(files, FORECAST_SCHEMA, _target_filter(lo, hi, ids))
+
+    def _read_latest(self, ids: list[str] | None, lo: int | None, hi: int | None) -> pa.Table:
+        tab = self._read_forecasts(None, ids, lo, hi)
+        if tab.num_rows == 0:
+            return tab
+        latest = tab.group_by(["series_id", "target_ts"]).aggregate([("issued_at", "max")])
+        out = tab.join(
+            latest,
+            keys=["series_id", "target_ts", "issued_at"],
+            right_keys=["series_id", "target_ts", "issued_at_max"],
+            join_type="inner",
+        )
+        return out.select(FORECAST_SCHEMA.names).cast(FORECAST_SCHEMA)
+
+    # --------------------------------------------------------------- accuracy
+    def _score(self, lo: int, hi: int, scored_at: int) -> int:
+        return self._score_generic(lo, hi, scored_at)
+
+    def _write_accuracy(self, tab: pa.Table) -> int:
+        parts = _split_by_hour(tab, "target_ts", self.tables.accuracy, self._hour_path)
+        return self._upsert_files(parts, list(ACCURACY_KEY), ["target_ts", "series_id", "step"])
+
+    def _read_accuracy_rows(
+        self, lo: int | None, hi: int | None, ids: list[str] | None
+    ) -> pa.Table:
+        files = self._hour_files(self.tables.accuracy, [(lo, hi)])
+        return _read_files(files, ACCURACY_SCHEMA, _target_filter(lo, hi, ids))
+
+    # ------------------------------------------------------------------ admin
+    def _row_counts(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for key, name in (
+            ("metrics", self.tables.metrics),
+            ("forecasts", self.tables.forecasts),
+            ("accuracy", self.tables.accuracy),
+        ):
+            files = self._all_files(name)
+            out[key] = (
+                sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+                if files
+                else (0 if self._dir(name).is_dir() else None)
+            )
+        return out
+
+
+def _ts_scalar(us: int, typ: pa.DataType) -> pa.Scalar:
+    """Epoch microseconds as a scalar of the stored timestamp type (naive = UTC)."""
+    s = pa.scalar(us, type=pa.int64()).cast(pa.timestamp("us"))
+    if typ.tz is not None:
+        s = s.cast(pa.timestamp("us", tz=typ.tz))
+    return s.cast(typ)
+
+
+def _canonical_metrics(tab: pa.Table, names: list[str]) -> pa.Table:
+    tab = tab.rename_columns(names)
+    ts = tab[TS]
+    ts = ts.cast(TS_TYPE) if ts.type.tz is not None else ts.cast(pa.timestamp("us")).cast(TS_TYPE)
+    tab = tab.set_column(1, TS, ts)
+    tab = tab.set_column(0, SERIES_ID, tab[SERIES_ID].cast(pa.string()))
+    for i, name in enumerate(names[2:], start=2):
+        tab = tab.set_column(i, name, tab[name].cast(pa.float64()))
+    return tab
+
+
+def _target_filter(lo: int | None, hi: int | None, ids: list[str] | None) -> pc.Expression | None:
+    expr = None
+    t = pc.field("target_ts")
+    if lo is not None:
+        expr = t >= pa.scalar(lo, pa.int64()).cast(TS_TYPE)
+    if hi is not None:
+        c = t <= pa.scalar(hi, pa.int64()).cast(TS_TYPE)
+        expr = c if expr is None else expr & c
+    if ids is not None:
+        c = pc.field("series_id").isin(pa.array(ids, type=pa.string()))
+        expr = c if expr is None else expr & c
+    return expr
+
+
+def _read_files(files: list[Path], schema: pa.Schema, expr: pc.Expression | None) -> pa.Table:
+    if not files:
+        return schema.empty_table()
+    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+    return dataset.to_table(columns=schema.names, filter=expr)
+
+
+def _split_by_hour(
+    tab: pa.Table, time_col: str, table: str, path_of: object
+) -> list[tuple[Path, pa.Table]]:
+    """Slice ``tab`` into one part per UTC hour of ``time_col``, with its file path."""
+    tab = tab.sort_by([(time_col, "ascending")])
+    us = tab[time_col].cast(pa.int64()).to_numpy()
+    hours = us // HOUR_US
+    bounds = np.flatnonzero(np.diff(hours)) + 1
+    starts = np.r_[0, bounds]
+    ends = np.r_[bounds, len(hours)]
+    return [
+        (path_of(table, int(hours[s])), tab.slice(int(s), int(e - s)))  # type: ignore[operator]
+        for s, e in zip(starts, ends, strict=True)
+    ]
+
+
+def _merge(old: pa.Table | None, new: pa.Table, key: list[str]) -> pa.Table:
+    """Upsert ``new`` into ``old`` on ``key``: new rows win; columns the new rows lack keep
+    their stored values; rows only in ``old`` stay."""
+    if old is None or old.num_rows == 0:
+        return new
+    new = new.cast(
+        pa.schema(
+            [
+                old.schema.field(c) if c in old.column_names else new.schema.field(c)
+                for c in new.column_names
+            ]
+        )
+    )
+    kept = old.join(new.select(key), keys=key, join_type="left anti")
+    extra = [c for c in old.column_names if c not in new.column_names]
+    if extra:
+        new = new.join(old.select([*key, *extra]), keys=key, join_type="left outer")
+    order = [*old.column_names, *(c for c in new.column_names if c not in old.column_names)]
+    merged = pa.concat_tables([kept, new], promote_options="permissive")
+    return merged.select(order)

@@ -1,0 +1,187 @@
+"""SQL schema: the tables and view this package creates, and checks of existing tables.
+
+Keys and indexes (the same on every dialect):
+
+* metrics: primary key (ts, series_id) - range reads by time walk the key; upserts
+  conflict on it. SQLite tables are ``WITHOUT ROWID`` (clustered on the key).
+* forecasts: primary key (issued_at, series_id, step); index (target_ts, series_id,
+  issued_at) serving the latest-forecast view and target-time reads.
+* forecast_accuracy: primary key (issued_at, series_id, step); index (target_ts).
+* ``<forecasts>_latest`` view: a forecast row for which no row of the same series and
+  target time has a later issued_at (a NOT EXISTS anti-join on the target index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from storage.columns import ColumnMap, TableNames
+from storage.errors import SchemaError
+from storage.sqlcodec import SQLITE_FINE, SQLITE_GRID, PgCodec, TsCodec
+
+
+def ts_type(dialect: str) -> sa.types.TypeEngine:
+    """The column type of a UTC instant on ``dialect``."""
+    if dialect == "postgresql":
+        return postgresql.TIMESTAMP(timezone=True)
+    return sa.Text()
+
+
+def grid_codec(dialect: str) -> TsCodec:
+    return PgCodec(True) if dialect == "postgresql" else SQLITE_GRID
+
+
+def fine_codec(dialect: str) -> TsCodec:
+    return PgCodec(True) if dialect == "postgresql" else SQLITE_FINE
+
+
+def _table_kwargs(dialect: str) -> dict:
+    return {"sqlite_with_rowid": False} if dialect == "sqlite" else {}
+
+
+def forecasts_table(md: sa.MetaData, names: TableNames, dialect: str) -> sa.Table:
+    """The forecasts table definition."""
+    t = names.forecasts
+    return sa.Table(
+        t,
+        md,
+        sa.Column("series_id", sa.Text, nullable=False),
+        sa.Column("issued_at", ts_type(dialect), nullable=False),
+        sa.Column("target_ts", ts_type(dialect), nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("yhat", sa.Double, nullable=False),
+        sa.Column("yhat_lower", sa.Double, nullable=False),
+        sa.Column("yhat_upper", sa.Double, nullable=False),
+        sa.Column("level", sa.Double, nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("created_at", ts_type(dialect), nullable=False),
+        sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
+        sa.Index(f"ix_{t}_target", "target_ts", "series_id", "issued_at"),
+        **_table_kwargs(dialect),
+    )
+
+
+def accuracy_table(md: sa.MetaData, names: TableNames, dialect: str) -> sa.Table:
+    """The forecast accuracy table definition."""
+    t = names.accuracy
+    return sa.Table(
+        t,
+        md,
+        sa.Column("series_id", sa.Text, nullable=False),
+        sa.Column("issued_at", ts_type(dialect), nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("target_ts", ts_type(dialect), nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("y", sa.Double, nullable=False),
+        sa.Column("yhat", sa.Double, nullable=False),
+        sa.Column("yhat_lower", sa.Double, nullable=False),
+        sa.Column("yhat_upper", sa.Double, nullable=False),
+        sa.Column("level", sa.Double, nullable=False),
+        sa.Column("abs_error", sa.Double, nullable=False),
+        sa.Column("covered", sa.Boolean(create_constraint=False), nullable=False),
+        sa.Column("scored_at", ts_type(dialect), nullable=False),
+        sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
+        sa.Index(f"ix_{t}_target", "target_ts"),
+        **_table_kwargs(dialect),
+    )
+
+
+def new_metrics_table(
+    md: sa.MetaData, names: TableNames, cm: ColumnMap, features: list[str], dialect: str
+) -> sa.Table:
+    """A metrics table for data written through the store (user's column names)."""
+    t = names.metrics
+    return sa.Table(
+        t,
+        md,
+        sa.Column(cm.id_col, sa.Text, nullable=False),
+        sa.Column(cm.time_col, ts_type(dialect), nullable=False),
+        sa.Column(cm.target_col, sa.Double, nullable=True),
+        *[sa.Column(f, sa.Double, nullable=True) for f in features],
+        sa.PrimaryKeyConstraint(cm.time_col, cm.id_col, name=f"pk_{t}"),
+        **_table_kwargs(dialect),
+    )
+
+
+def latest_view_sql(forecasts: sa.Table, view: str, dialect: sa.engine.Dialect) -> str:
+    """CREATE VIEW statement for the latest forecast per (series_id, target_ts)."""
+    f = forecasts
+    newer = f.alias("newer")
+    sel = sa.select(*f.c).where(
+        ~sa.exists().where(
+            newer.c.series_id == f.c.series_id,
+            newer.c.target_ts == f.c.target_ts,
+            newer.c.issued_at > f.c.issued_at,
+        )
+    )
+    body = str(sel.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    quoted = dialect.identifier_preparer.quote(view)
+    if dialect.name == "postgresql":
+        return f"CREATE OR REPLACE VIEW {quoted} AS {body}"
+    return f"CREATE VIEW IF NOT EXISTS {quoted} AS {body}"
+
+
+def is_numeric(col_type: sa.types.TypeEngine) -> bool:
+    """True for integer, float and numeric SQL types."""
+    return isinstance(col_type, sa.Integer | sa.Float | sa.Numeric)
+
+
+def is_text(col_type: sa.types.TypeEngine) -> bool:
+    return isinstance(col_type, sa.String)
+
+
+@dataclass
+class MetricsLayout:
+    """What was found in an existing metrics table."""
+
+    table: sa.Table
+    features: list[str]
+    codec: TsCodec
+    id_is_text: bool
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def check_metrics_table(
+    table: sa.Table, cm: ColumnMap, dialect: str, codec: TsCodec | None
+) -> MetricsLayout:
+    """Check a reflected metrics table against the ColumnMap; raise SchemaError naming the
+    table, column and what exists."""
+    cols = {c.name: c for c in table.columns}
+    have = list(cols)
+    needed = [cm.id_col, cm.time_col, cm.target_col, *(cm.feature_cols or ())]
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        raise SchemaError(
+            f"table {table.name!r} has no column(s) {missing}; its columns are {have}"
+        )
+    target_type = cols[cm.target_col].type
+    if not is_numeric(target_type) and not isinstance(target_type, sa.types.NullType):
+        raise SchemaError(
+            f"target column {cm.target_col!r} of table {table.name!r} has type "
+            f"{target_type}; it must be numeric"
+        )
+    if cm.feature_cols is not None:
+        features = list(cm.feature_cols)
+        for f in features:
+            if not is_numeric(cols[f].type):
+                raise SchemaError(
+                    f"feature column {f!r} of table {table.name!r} has type {cols[f].type}; "
+                    "it must be numeric"
+                )
+    else:
+        features = [c for c in have if c not in cm.keys and is_numeric(cols[c].type)]
+    cm.check_feature_names(features)
+    ts_col_type = cols[cm.time_col].type
+    if dialect == "postgresql":
+        if not isinstance(ts_col_type, sa.DateTime):
+            raise SchemaError(
+                f"time column {cm.time_col!r} of table {table.name!r} has type {ts_col_type}; "
+                "it must be a timestamp"
+            )
+        codec = PgCodec(bool(getattr(ts_col_type, "timezone", False)))
+    elif codec is None:  # pragma: no cover - the caller detects SQLite codecs
+        codec = SQLITE_GRID
+    return MetricsLayout(table, features, codec, is_text(cols[cm.id_col].type))
