@@ -30,7 +30,7 @@ def generate_metrics(
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     ts = pd.date_range(start, periods=t, freq=step)
     hours = (ts.hour + ts.minute / 60).to_numpy()[None, :]  # [1, T]
-    dow = ts.dayofweek.to_numpy()[None, :]
+    dow = ts.day_of_week.to_numpy()[None, :]
     n = n_series
 
     level = np.exp(rng.uniform(np.log(level_range[0]), np.log(level_range[1]), (n, 1)))

@@ -2,16 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from lstm import ForecastConfig, Forecaster, LSTMConfig, TrainConfig, generate_metrics, regularize
+from lstm_helpers import small_config
 
-
-def small_config(**train) -> ForecastConfig:
-    """A tiny, fast configuration for tests (one-day lag only, small network)."""
-    return ForecastConfig(
-        lags=(288,),
-        model=LSTMConfig(hidden_size=16, num_layers=1, context_size=4, decoder_hidden=16),
-        train=TrainConfig(**{"epochs": 4, "batch_size": 256, "max_windows_per_epoch": 4000, **train}),
-    )
+from lstm import Forecaster, generate_metrics, regularize
 
 
 @pytest.fixture(scope="session")

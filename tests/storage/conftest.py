@@ -16,9 +16,7 @@ import sqlalchemy as sa
 
 from storage import ColumnMap, Store, TableNames, open_store
 
-PG_URL = os.environ.get(
-    "STORAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("STORAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 BACKENDS = [
@@ -91,9 +89,7 @@ def make_store(store_url: str) -> Iterator[StoreFactory]:
     tables = unique_tables()
     opened: list[Store] = []
 
-    def factory(
-        columns: ColumnMap | None = None, tables_: TableNames | None = None, **kw
-    ) -> Store:
+    def factory(columns: ColumnMap | None = None, tables_: TableNames | None = None, **kw) -> Store:
         store = open_store(store_url, columns=columns, tables=tables_ or tables, **kw)
         opened.append(store)
         return store

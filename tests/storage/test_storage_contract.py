@@ -44,8 +44,12 @@ def test_read_metrics_bounds_are_inclusive_and_series_filter(make_store):
     assert sorted(only["series_id"].unique()) == ["a", "c"]
     assert len(only) == 2 * 8
     assert store.read_metrics(series_ids=[]).empty
-    assert list(store.read_metrics(series_ids=[]).columns) == ["series_id", "ts", "value",
-                                                              "error_rate"]
+    assert list(store.read_metrics(series_ids=[]).columns) == [
+        "series_id",
+        "ts",
+        "value",
+        "error_rate",
+    ]
     assert store.read_metrics(start=slot(50)).empty
 
 
@@ -75,9 +79,7 @@ def test_read_recent_window_edges_and_extra_ranges(make_store):
         | set(near(as_of - 2016 - (n - 1)))
     )
     store.write_metrics(metrics(["a", "b"], slots, features=False))
-    out = store.read_recent(
-        slot(as_of), n, extra_ranges=[(288, 288 + n - 1), (2016, 2016 + n - 1)]
-    )
+    out = store.read_recent(slot(as_of), n, extra_ranges=[(288, 288 + n - 1), (2016, 2016 + n - 1)])
     got = sorted({(t - slot(0)) // FREQ for t in out["ts"]})
     expected = sorted(
         s
@@ -179,8 +181,18 @@ def test_forecast_round_trip_and_filters(make_store):
     before = pd.Timestamp.now(tz="UTC")
     assert store.write_forecasts(fc) == 24
     out = store.read_forecasts()
-    cols = ["series_id", "issued_at", "target_ts", "step", "yhat", "yhat_lower", "yhat_upper",
-            "level", "model_version", "created_at"]
+    cols = [
+        "series_id",
+        "issued_at",
+        "target_ts",
+        "step",
+        "yhat",
+        "yhat_lower",
+        "yhat_upper",
+        "level",
+        "model_version",
+        "created_at",
+    ]
     assert list(out.columns) == cols
     exp = canon(fc, ["series_id", "issued_at", "step"])
     for c in cols[:-1]:
