@@ -153,7 +153,10 @@ def save_model_weights(model: torch.nn.Module, filepath: str | Path) -> Path:
 
 
 def load_model_weights(
-    model: torch.nn.Module, filepath: str | Path, device: str = "cpu", expected_sha256: str | None = None
+    model: torch.nn.Module,
+    filepath: str | Path,
+    device: str = "cpu",
+    expected_sha256: str | None = None,
 ) -> torch.nn.Module:
     """Load a state_dict into `model` with weights_only=True (no code can run), on CPU."""
     filepath = Path(filepath)
@@ -170,7 +173,9 @@ def load_model_weights(
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ArtifactError(f"{filepath.name}: weights do not fit the model ({str(exc)[:300]})") from exc
+        raise ArtifactError(
+            f"{filepath.name}: weights do not fit the model ({str(exc)[:300]})"
+        ) from exc
     return model
 
 
@@ -231,7 +236,10 @@ def build_metadata(forecaster: Forecaster, metrics: Mapping | None = None, **ext
         frequency=f"{forecaster.spec.freq_ns // 10**9}s",
         model_architecture=forecaster.model.config.to_dict(),
         features=forecaster.spec.to_dict(),
-        feature_names={"input": forecaster.spec.input_names, "future": forecaster.spec.future_names},
+        feature_names={
+            "input": forecaster.spec.input_names,
+            "future": forecaster.spec.future_names,
+        },
         intervals=forecaster.intervals.to_dict() if forecaster.intervals else None,
         evaluation_metrics=dict(metrics or md.get("evaluation_metrics") or {}),
         library_versions=library_versions(),
@@ -287,7 +295,11 @@ def forecaster_from_parts(
     """Reassemble a Forecaster from the seed-style pieces and its metadata."""
     try:
         spec = FeatureSpec.from_dict(metadata["features"])
-        intervals = ConformalIntervals.from_dict(metadata["intervals"]) if metadata.get("intervals") else None
+        intervals = (
+            ConformalIntervals.from_dict(metadata["intervals"])
+            if metadata.get("intervals")
+            else None
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"metadata lacks the feature spec or intervals ({exc})") from exc
     return Forecaster(spec, model, scaler_target, scaler_features, intervals, metadata)
@@ -333,7 +345,9 @@ def write_version_dir(forecaster: Forecaster, target: Path, metadata: dict) -> d
     metadata = {**metadata, "files": files}
     atomic_write_bytes(target / METADATA, _json_bytes(metadata))
     sums = {**files, METADATA: sha256_file(target / METADATA)}
-    atomic_write_bytes(target / SUMS, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode())
+    atomic_write_bytes(
+        target / SUMS, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode()
+    )
     return metadata
 
 
@@ -365,7 +379,9 @@ def verify_version_dir(path: Path) -> dict:
     metadata = _read_json(path / METADATA)
     for name, digest in (metadata.get("files") or {}).items():
         if expected.get(name) != digest:
-            raise ArtifactError(f"{name}: hash in {METADATA} disagrees with {SUMS} in {str(path)!r}")
+            raise ArtifactError(
+                f"{name}: hash in {METADATA} disagrees with {SUMS} in {str(path)!r}"
+            )
     fmt = metadata.get("format_version")
     if fmt is None or int(fmt) > FORMAT_VERSION:
         raise ArtifactError(
@@ -401,8 +417,9 @@ class ModelRegistry:
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         self.cleanup()
         version = new_version_id()
-        metadata = build_metadata(forecaster, metrics, version=version,
-                                  created_at=datetime.now(UTC).isoformat(), **extra)
+        metadata = build_metadata(
+            forecaster, metrics, version=version, created_at=datetime.now(UTC).isoformat(), **extra
+        )
         tmp = self.versions_dir / f".tmp-{version}"
         try:
             write_version_dir(forecaster, tmp, metadata)
@@ -411,7 +428,10 @@ class ModelRegistry:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _fsync_dir(self.versions_dir)
-        forecaster.metadata = {**metadata, "files": _read_json(self.versions_dir / version / METADATA)["files"]}
+        forecaster.metadata = {
+            **metadata,
+            "files": _read_json(self.versions_dir / version / METADATA)["files"],
+        }
         log.info("registered model version %s in %s", version, self.root)
         return version
 
@@ -431,7 +451,9 @@ class ModelRegistry:
     def versions(self) -> list[str]:
         if not self.versions_dir.exists():
             return []
-        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def path(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):
@@ -441,8 +463,10 @@ class ModelRegistry:
     def metadata(self, version: str) -> dict:
         path = self.path(version) / METADATA
         if not path.exists():
-            raise ArtifactError(f"model version {version!r} not found in {str(self.root)!r}; "
-                                f"known: {self.versions()[-5:]}")
+            raise ArtifactError(
+                f"model version {version!r} not found in {str(self.root)!r}; "
+                f"known: {self.versions()[-5:]}"
+            )
         return _read_json(path)
 
     def champion(self) -> str | None:
@@ -459,7 +483,9 @@ class ModelRegistry:
         history.append({"version": version, "at": datetime.now(UTC).isoformat(), "reason": reason})
         atomic_write_bytes(
             pointer,
-            _json_bytes({"version": version, "promoted_at": history[-1]["at"], "history": history[-50:]}),
+            _json_bytes(
+                {"version": version, "promoted_at": history[-1]["at"], "history": history[-50:]}
+            ),
         )
         log.info("champion is now %s (%s)", version, reason or "promoted")
 
@@ -475,8 +501,11 @@ class ModelRegistry:
         forecaster = self.load(version)
         path = self.path(version)
         return export_model_and_scalers_for_api(
-            path / WEIGHTS, forecaster.feature_scaler, forecaster.target_scaler,
-            forecaster.metadata, export_dir,
+            path / WEIGHTS,
+            forecaster.feature_scaler,
+            forecaster.target_scaler,
+            forecaster.metadata,
+            export_dir,
         )
 
 
@@ -498,10 +527,16 @@ def export_model_and_scalers_for_api(
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_path.parent))
     try:
         shutil.copyfile(model_path, tmp / "model_weights.pth")
-        for name, obj in (("scaler_features.pkl", scaler_features), ("scaler_target.pkl", scaler_target)):
+        for name, obj in (
+            ("scaler_features.pkl", scaler_features),
+            ("scaler_target.pkl", scaler_target),
+        ):
             joblib.dump(obj.to_dict(), tmp / name)
         md = {k: v for k, v in dict(metadata).items() if k != "files"}
-        md["files"] = {n: sha256_file(tmp / n) for n in ("model_weights.pth", "scaler_features.pkl", "scaler_target.pkl")}
+        md["files"] = {
+            n: sha256_file(tmp / n)
+            for n in ("model_weights.pth", "scaler_features.pkl", "scaler_target.pkl")
+        }
         (tmp / "model_metadata.json").write_bytes(_json_bytes(md))
         versions = library_versions()
         (tmp / "requirements.txt").write_text(
@@ -524,7 +559,10 @@ def export_model_and_scalers_for_api(
         "requirements": "requirements.txt",
         "readme": "README.md",
     }
-    return {"export_dir": str(export_path), "files": {k: str(export_path / v) for k, v in files.items()}}
+    return {
+        "export_dir": str(export_path),
+        "files": {k: str(export_path / v) for k, v in files.items()},
+    }
 
 
 def load_export(export_dir: str | Path) -> Forecaster:
@@ -533,7 +571,9 @@ def load_export(export_dir: str | Path) -> Forecaster:
     md = _read_json(d / "model_metadata.json")
     files = md.get("files") or {}
     model = LSTMModel(LSTMConfig.from_dict(md["model_architecture"]))
-    load_model_weights(model, d / "model_weights.pth", expected_sha256=files.get("model_weights.pth"))
+    load_model_weights(
+        model, d / "model_weights.pth", expected_sha256=files.get("model_weights.pth")
+    )
     fs, ts = load_scalers(d / "scaler_features.pkl", d / "scaler_target.pkl", expected_sha256=files)
     return forecaster_from_parts(model.eval(), fs, ts, md)
 
@@ -570,5 +610,8 @@ def _export_readme(md: Mapping) -> str:
         "",
         "## Metrics",
     ]
-    lines += [f"- {k}: {v:.4g}" if isinstance(v, int | float) else f"- {k}: {v}" for k, v in metrics.items()]
+    lines += [
+        f"- {k}: {v:.4g}" if isinstance(v, int | float) else f"- {k}: {v}"
+        for k, v in metrics.items()
+    ]
     return "\n".join(lines) + "\n"

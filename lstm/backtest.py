@@ -77,8 +77,13 @@ def run_backtest(
     cfg = replace(cfg, horizon=horizon, freq=freq)
     split = protocol_split(panel)
     need = cfg.window + horizon
-    short = [(panel.ids[i], int(n)) for i, n in enumerate(split.lengths) if split.n_val[i] < horizon
-             or split.n_train[i] < need or split.lengths[i] - split.test_start[i] < horizon]
+    short = [
+        (panel.ids[i], int(n))
+        for i, n in enumerate(split.lengths)
+        if split.n_val[i] < horizon
+        or split.n_train[i] < need
+        or split.lengths[i] - split.test_start[i] < horizon
+    ]
     if short:
         from lstm.errors import DataValidationError
 
@@ -123,7 +128,9 @@ def run_backtest(
     models = {"lstm": lstm_report}
     baselines = {
         "naive": lambda: np.repeat(raw.y[:, -1:], horizon, axis=1),
-        "seasonal_naive": lambda: np.where(np.isnan(raw.lags[:, :, 0]), raw.y[:, -1:], raw.lags[:, :, 0]),
+        "seasonal_naive": lambda: np.where(
+            np.isnan(raw.lags[:, :, 0]), raw.y[:, -1:], raw.lags[:, :, 0]
+        ),
     }
     for name, make in baselines.items():
         t0 = time.monotonic()

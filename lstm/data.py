@@ -88,7 +88,9 @@ class WindowDataset(Dataset):
         return len(self.origins)
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        raw = gather(self.panel, self.origins[idx], self.spec.window, self.spec.horizon, self.spec.lags)
+        raw = gather(
+            self.panel, self.origins[idx], self.spec.window, self.spec.horizon, self.spec.lags
+        )
         enc = encode(raw, self.spec, self.target_scaler, self.feature_scaler, self.exog_idx)
         return torch.from_numpy(enc.x), torch.from_numpy(enc.fut), torch.from_numpy(enc.z_target)
 

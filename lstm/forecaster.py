@@ -171,27 +171,44 @@ class Forecaster:
             )
             spec = selection.apply(spec)
             exog_idx = [panel.exog_names.index(c) for c in spec.exog]
-            feature_scaler = FeatureScaler().fit(
-                spec.exog, panel.exog[np.ix_(train_pos, exog_idx)]
-            )
+            feature_scaler = FeatureScaler().fit(spec.exog, panel.exog[np.ix_(train_pos, exog_idx)])
 
-        mcfg = LSTMConfig(**{**asdict(cfg.model), "input_size": spec.input_size,
-                             "future_size": spec.future_size, "horizon": spec.horizon})
+        mcfg = LSTMConfig(
+            **{
+                **asdict(cfg.model),
+                "input_size": spec.input_size,
+                "future_size": spec.future_size,
+                "horizon": spec.horizon,
+            }
+        )
         model = LSTMModel(mcfg)
 
         def make_batch(origins: np.ndarray):
             def batch(idx: np.ndarray):
                 raw = gather(panel, origins[idx], spec.window, spec.horizon, spec.lags)
                 enc = encode(raw, spec, target_scaler, feature_scaler, exog_idx)
-                return (torch.from_numpy(enc.x), torch.from_numpy(enc.fut), torch.from_numpy(enc.z_target))
+                return (
+                    torch.from_numpy(enc.x),
+                    torch.from_numpy(enc.fut),
+                    torch.from_numpy(enc.z_target),
+                )
+
             return batch
 
         tc = cfg.train
-        train_loader = BatchIterator(len(tr), make_batch(tr), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch)
-        val_loader = _CachedBatches(BatchIterator(len(va), make_batch(va), 8192, False, tc.seed, tc.max_val_windows))
+        train_loader = BatchIterator(
+            len(tr), make_batch(tr), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch
+        )
+        val_loader = _CachedBatches(
+            BatchIterator(len(va), make_batch(va), 8192, False, tc.seed, tc.max_val_windows)
+        )
         log.info(
             "fit: %d series, %d train / %d validation windows, features in %s, future %s",
-            panel.n_series, len(tr), len(va), spec.input_names, spec.future_names,
+            panel.n_series,
+            len(tr),
+            len(va),
+            spec.input_names,
+            spec.future_names,
         )
         result: TrainResult = train(model, train_loader, val_loader, tc)
 
@@ -258,7 +275,9 @@ class Forecaster:
         imputed = 0
         for i in range(0, b, chunk_size):
             sl = slice(i, min(i + chunk_size, b))
-            enc = encode(raw.take(sl), self.spec, self.target_scaler, self.feature_scaler, exog_index)
+            enc = encode(
+                raw.take(sl), self.spec, self.target_scaler, self.feature_scaler, exog_index
+            )
             imputed += enc.lags_imputed
             z = self._forward(enc, chunk_size)
             z_all[sl] = z

@@ -98,9 +98,13 @@ def prepare_latest(
                 f" (last value at {last_seen[i]})" if last_seen[i] else ""
             )
         elif missing[i, -1]:
-            skip_reason[sid] = f"no valid value at as_of {_fmt(as_slot, spec)} (last value at {last_seen[i]})"
+            skip_reason[sid] = (
+                f"no valid value at as_of {_fmt(as_slot, spec)} (last value at {last_seen[i]})"
+            )
         else:
-            skip_reason[sid] = f"{int(n_missing[i])} of {w} window slots missing (max {max_missing})"
+            skip_reason[sid] = (
+                f"{int(n_missing[i])} of {w} window slots missing (max {max_missing})"
+            )
     keep = np.ones(n, dtype=bool)
     if skip_reason:
         keep[[int(np.flatnonzero(ids == s)[0]) for s in skip_reason]] = False
@@ -212,7 +216,9 @@ def batch_predict(
     results: list[dict | None] = [None] * len(data_list or [])
     raws, where = [], []
     for i, data in enumerate(data_list or []):
-        ok, msg = validate_real_time_input(data, expected_features or input_keys(forecaster.spec), forecaster.spec.window)
+        ok, msg = validate_real_time_input(
+            data, expected_features or input_keys(forecaster.spec), forecaster.spec.window
+        )
         if not ok:
             results[i] = {"index": i, "status": "error", "error": msg, "prediction": None}
             continue
@@ -259,7 +265,10 @@ def validate_real_time_input(
         if not isinstance(values, list | tuple | np.ndarray | pd.Series):
             return False, f"Feature {key} must be list/array, got {type(values).__name__}"
         if len(values) < window_size:
-            return False, f"Feature {key} should have at least {window_size} values, got {len(values)}"
+            return (
+                False,
+                f"Feature {key} should have at least {window_size} values, got {len(values)}",
+            )
         if key in TIME_KEYS:
             try:
                 pd.DatetimeIndex(pd.to_datetime(list(values)[-window_size:], utc=True))
@@ -272,9 +281,15 @@ def validate_real_time_input(
             bad = [v for v in values if not _is_number(v)]
             return False, f"Feature {key} has non-numeric values {bad[:3]}"
         if np.isnan(arr).any():
-            return False, f"Feature {key} contains NaN values at positions {np.flatnonzero(np.isnan(arr))[:5].tolist()}"
+            return (
+                False,
+                f"Feature {key} contains NaN values at positions {np.flatnonzero(np.isnan(arr))[:5].tolist()}",
+            )
         if np.isinf(arr).any():
-            return False, f"Feature {key} contains Inf values at positions {np.flatnonzero(np.isinf(arr))[:5].tolist()}"
+            return (
+                False,
+                f"Feature {key} contains Inf values at positions {np.flatnonzero(np.isinf(arr))[:5].tolist()}",
+            )
         if key in TARGET_KEYS and (arr < 0).any():
             return False, f"Feature {key} must be >= 0 (a count); got {arr[arr < 0][:3].tolist()}"
     return True, None
@@ -332,7 +347,9 @@ def _stack(raws: Sequence[RawWindows]) -> RawWindows:
     )
 
 
-def _result(forecaster: Forecaster, arrays, raw: RawWindows, k: int, return_confidence: bool) -> dict:
+def _result(
+    forecaster: Forecaster, arrays, raw: RawWindows, k: int, return_confidence: bool
+) -> dict:
     freq = forecaster.spec.freq_ns
     steps = raw.origin_slot[k] + np.arange(1, forecaster.spec.horizon + 1)
     widest = max(forecaster.levels) if forecaster.levels else None
@@ -345,7 +362,10 @@ def _result(forecaster: Forecaster, arrays, raw: RawWindows, k: int, return_conf
         "forecast": arrays.yhat[k].tolist(),
         "target_ts": [pd.Timestamp(int(s) * freq, tz="UTC").isoformat() for s in steps],
         "intervals": {
-            level_key(lv): {"lower": arrays.lower[lv][k].tolist(), "upper": arrays.upper[lv][k].tolist()}
+            level_key(lv): {
+                "lower": arrays.lower[lv][k].tolist(),
+                "upper": arrays.upper[lv][k].tolist(),
+            }
             for lv in arrays.lower
         },
     }

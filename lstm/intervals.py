@@ -70,7 +70,9 @@ class ConformalIntervals:
                     hi[li, k, step] = _conformal_quantile(r[:, step], 1 - alpha / 2, lower=False)
         return cls(tuple(float(v) for v in levels), edges, lo, hi, b)
 
-    def bounds(self, z_pred: np.ndarray, loc: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(
+        self, z_pred: np.ndarray, loc: np.ndarray, level: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scaled lower and upper bounds [B, H] at `level` (one of self.levels)."""
         li = self._level_index(level)
         bins = np.searchsorted(self.edges, loc, side="right")

@@ -142,7 +142,9 @@ def plot_metrics_comparison(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         values = [results[m].get(metric, np.nan) for m in models]
-        bars = ax.bar(models, values, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][: len(models)])
+        bars = ax.bar(
+            models, values, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][: len(models)]
+        )
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(metric)
         ax.tick_params(axis="x", rotation=30, labelsize=8)

@@ -101,6 +101,8 @@ class LSTMModel(nn.Module):
         ctx = ctx.view(b, c.horizon, c.context_size)  # [B, H, context]
         if c.future_size:
             if fut is None:
-                raise ValueError(f"this model needs future features [B, {c.horizon}, {c.future_size}]")
+                raise ValueError(
+                    f"this model needs future features [B, {c.horizon}, {c.future_size}]"
+                )
             ctx = torch.cat([ctx, fut], dim=-1)  # [B, H, context + F_fut]
         return self.decoder(ctx).squeeze(-1)  # [B, H]

@@ -309,9 +309,7 @@ def regularize(
     grid_x = np.full((total, len(exog_names)), np.nan)
     for j, name in enumerate(exog_names):
         grid_x[pos, j] = frame[name].to_numpy(dtype=np.float64)
-    grid_slot = np.repeat(first, lengths) + (
-        np.arange(total) - np.repeat(offsets[:-1], lengths)
-    )
+    grid_slot = np.repeat(first, lengths) + (np.arange(total) - np.repeat(offsets[:-1], lengths))
     report.filled_slots = int(total - len(frame))
 
     valid_counts = np.add.reduceat(np.isfinite(grid_y).astype(np.int64), offsets[:-1]) if n else []

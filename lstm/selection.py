@@ -72,7 +72,9 @@ def select_features_lstm(
         origins = np.sort(rng.choice(origins, size=sample, replace=False))
     exog_idx = [panel.exog_names.index(c) for c in spec.exog]
     raw = gather(panel, origins, spec.window, spec.horizon, spec.lags)
-    fs = FeatureScaler().fit(spec.exog, raw.exog[:, -1, :].reshape(-1, len(spec.exog)) if spec.exog else np.zeros((1, 0)))
+    fs = FeatureScaler().fit(
+        spec.exog, raw.exog[:, -1, :].reshape(-1, len(spec.exog)) if spec.exog else np.zeros((1, 0))
+    )
     enc = encode(raw, spec, TargetScaler(), fs, exog_idx)
     n_lags, n_cal = len(spec.lags), len(spec.calendar)
     columns, names = [], []

@@ -37,8 +37,10 @@ def generate_metrics(
     phase = rng.uniform(-8, 8, (n, 1))  # time zone of the users, hours
     amp = rng.uniform(0.3, 0.8, (n, 1))
     local = (hours + phase) % 24
-    daily = 1 + amp * (np.exp(-((local - 14) ** 2) / 18) * 1.6 - 0.55) + 0.1 * amp * np.sin(
-        2 * np.pi * local / 12
+    daily = (
+        1
+        + amp * (np.exp(-((local - 14) ** 2) / 18) * 1.6 - 0.55)
+        + 0.1 * amp * np.sin(2 * np.pi * local / 12)
     )
     weekend = rng.uniform(0.45, 0.95, (n, 1))
     weekly = np.where(dow >= 5, weekend, 1.0)

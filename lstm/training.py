@@ -159,7 +159,9 @@ def train(
     bad_epochs = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.monotonic()
-        train_loss, steps = train_epoch(model, train_loader, optimizer, criterion, cfg.grad_clip, deadline)
+        train_loss, steps = train_epoch(
+            model, train_loader, optimizer, criterion, cfg.grad_clip, deadline
+        )
         val_loss = validate_epoch(model, val_loader, criterion)
         if not math.isfinite(val_loss):
             raise TrainingError(f"validation loss is {val_loss} at epoch {epoch}")
@@ -182,7 +184,12 @@ def train(
         result.history.append(row)
         log.info(
             "epoch %3d  train %.4f  val %.4f%s  lr %.1e  %.1fs",
-            epoch, train_loss, val_loss, " *" if improved else "", row["lr"], row["seconds"],
+            epoch,
+            train_loss,
+            val_loss,
+            " *" if improved else "",
+            row["lr"],
+            row["seconds"],
         )
         if bad_epochs >= cfg.patience:
             result.stop_reason = f"early stop: no improvement for {cfg.patience} epochs"
@@ -197,7 +204,11 @@ def train(
     result.seconds = time.monotonic() - start
     log.info(
         "training done: %s; best epoch %d (val %.4f), %.1fs, %d steps",
-        result.stop_reason, result.best_epoch, result.best_val_loss, result.seconds, result.steps,
+        result.stop_reason,
+        result.best_epoch,
+        result.best_val_loss,
+        result.seconds,
+        result.steps,
     )
     return result
 

@@ -42,10 +42,16 @@ def load_tuning_config(path: str | Path) -> dict:
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read tuning config {str(path)!r}: {exc}") from exc
     if not isinstance(cfg, Mapping):
-        raise ValueError(f"{str(path)!r}: expected a mapping with model_configs and training_configs")
+        raise ValueError(
+            f"{str(path)!r}: expected a mapping with model_configs and training_configs"
+        )
     for key in ("model_configs", "training_configs"):
         entries = cfg.get(key)
-        if not isinstance(entries, list) or not entries or not all(isinstance(e, Mapping) for e in entries):
+        if (
+            not isinstance(entries, list)
+            or not entries
+            or not all(isinstance(e, Mapping) for e in entries)
+        ):
             raise ValueError(f"{str(path)!r}: '{key}' must be a non-empty list of mappings")
     return dict(cfg)
 
@@ -57,7 +63,9 @@ def _apply(base: ForecastConfig, model_cfg: Mapping, train_cfg: Mapping) -> Fore
     m, t, f = asdict(base.model), asdict(base.train), {}
     for key, value in {**model_cfg, **train_cfg}.items():
         section, name = ALIASES.get(key, (None, key))
-        if section == "train" or (section is None and name in train_fields and name not in model_fields):
+        if section == "train" or (
+            section is None and name in train_fields and name not in model_fields
+        ):
             t[name] = value
         elif section is None and name in model_fields:
             m[name] = value
@@ -91,11 +99,17 @@ def run_hyperparameter_tuning(
         origins = val_origins(panel, split, fc.window, fc.horizon)
         origins = origins[:: max(1, fc.horizon)]
         res = evaluate(forecaster, panel, origins, scale)
-        row = {"combination": i, **{f"model.{k}": v for k, v in mc.items()},
-               **{f"train.{k}": v for k, v in tc.items()},
-               "val_MASE": res["metrics"]["MASE"], "val_MASE_step1": res["step1"]["MASE"],
-               "val_WAPE": res["metrics"]["WAPE"], "best_val_loss": forecaster.metadata["training"]["best_val_loss"],
-               "epochs": forecaster.metadata["training"]["epochs_run"], "fit_s": round(fit_s, 2)}
+        row = {
+            "combination": i,
+            **{f"model.{k}": v for k, v in mc.items()},
+            **{f"train.{k}": v for k, v in tc.items()},
+            "val_MASE": res["metrics"]["MASE"],
+            "val_MASE_step1": res["step1"]["MASE"],
+            "val_WAPE": res["metrics"]["WAPE"],
+            "best_val_loss": forecaster.metadata["training"]["best_val_loss"],
+            "epochs": forecaster.metadata["training"]["epochs_run"],
+            "fit_s": round(fit_s, 2),
+        }
         rows.append(row)
         log.info("tuning %d/%d: %s -> val MASE %.4f", i, len(grid), {**mc, **tc}, row["val_MASE"])
     results = pd.DataFrame(rows)

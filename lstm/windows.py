@@ -35,7 +35,9 @@ def protocol_split(panel: Panel, train: float = 0.7, val: float = 0.1) -> Split:
     return Split(n_train, n_val, lengths)
 
 
-def expand_ranges(offsets: np.ndarray, lo: np.ndarray, hi: np.ndarray, stride: int = 1) -> np.ndarray:
+def expand_ranges(
+    offsets: np.ndarray, lo: np.ndarray, hi: np.ndarray, stride: int = 1
+) -> np.ndarray:
     """Flat positions offsets[i] + r for r in range(lo[i], hi[i] + 1, stride), all series.
 
     Empty ranges (hi < lo) contribute nothing. Returns int64 positions in series order.
@@ -53,7 +55,9 @@ def expand_ranges(offsets: np.ndarray, lo: np.ndarray, hi: np.ndarray, stride: i
 
 def train_origins(panel: Panel, split: Split, window: int, horizon: int) -> np.ndarray:
     """Origins whose inputs and all H targets lie inside the train part."""
-    return expand_ranges(panel.offsets, np.full(panel.n_series, window - 1), split.n_train - 1 - horizon)
+    return expand_ranges(
+        panel.offsets, np.full(panel.n_series, window - 1), split.n_train - 1 - horizon
+    )
 
 
 def val_origins(panel: Panel, split: Split, window: int, horizon: int) -> np.ndarray:
@@ -62,7 +66,9 @@ def val_origins(panel: Panel, split: Split, window: int, horizon: int) -> np.nda
     return expand_ranges(panel.offsets, lo, split.n_train + split.n_val - 1 - horizon)
 
 
-def test_origins(panel: Panel, split: Split, window: int, horizon: int, stride: int = 12) -> np.ndarray:
+def test_origins(
+    panel: Panel, split: Split, window: int, horizon: int, stride: int = 12
+) -> np.ndarray:
     """Rolling origins every `stride` slots whose targets tile the test part (protocol step 3)."""
     lo = np.maximum(split.test_start - 1, window - 1)
     return expand_ranges(panel.offsets, lo, split.lengths - 1 - horizon, stride)

@@ -16,6 +16,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def nab_dir() -> Path:
     if not NAB_DIR.is_dir():
         if IN_CI:
-            pytest.fail(f"NAB data folder {NAB_DIR} missing in CI (expected ../shared/data/nab-tweets)")
+            pytest.fail(
+                f"NAB data folder {NAB_DIR} missing in CI (expected ../shared/data/nab-tweets)"
+            )
         pytest.skip(f"NAB data folder {NAB_DIR} not present (set FORECAST_NAB_DIR)")
     return NAB_DIR

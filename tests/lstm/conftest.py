@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lstm_helpers import small_config
 
 from lstm import Forecaster, generate_metrics, regularize

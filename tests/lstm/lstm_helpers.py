@@ -10,5 +10,7 @@ def small_config(**train) -> ForecastConfig:
     return ForecastConfig(
         lags=(288,),
         model=LSTMConfig(hidden_size=16, num_layers=1, context_size=4, decoder_hidden=16),
-        train=TrainConfig(**{"epochs": 4, "batch_size": 256, "max_windows_per_epoch": 4000, **train}),
+        train=TrainConfig(
+            **{"epochs": 4, "batch_size": 256, "max_windows_per_epoch": 4000, **train}
+        ),
     )

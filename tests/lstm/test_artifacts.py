@@ -61,13 +61,25 @@ def test_registry_round_trip_predicts_identically(registry, small_forecaster, sy
     pd.testing.assert_frame_equal(a, b)
     md = reg.metadata(version)
     assert md["version"] == version and md["evaluation_metrics"] == {"MASE": 0.9}
-    assert set(md["files"]) == {"model_weights.pt", "scaler_features.joblib", "scaler_target.joblib"}
+    assert set(md["files"]) == {
+        "model_weights.pt",
+        "scaler_features.joblib",
+        "scaler_target.joblib",
+    }
     assert md["library_versions"]["torch"] == torch.__version__
     assert md["features"]["window"] == 12 and md["intervals"]["levels"] == [0.8, 0.95]
 
 
-@pytest.mark.parametrize("name", ["model_weights.pt", "scaler_features.joblib", "scaler_target.joblib",
-                                  "model_metadata.json", "SHA256SUMS"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model_weights.pt",
+        "scaler_features.joblib",
+        "scaler_target.joblib",
+        "model_metadata.json",
+        "SHA256SUMS",
+    ],
+)
 def test_one_flipped_byte_in_any_file_is_refused_naming_it(registry, name):
     reg, version = registry
     path = reg.path(version) / name
@@ -149,14 +161,23 @@ def test_crashed_save_leaves_no_version_and_is_cleaned(tmp_path, small_forecaste
 def test_seed_file_api_round_trip(tmp_path, small_forecaster):
     w = save_model_weights(small_forecaster.model, tmp_path / "w.pt")
     paths = save_scalers(small_forecaster.feature_scaler, small_forecaster.target_scaler, tmp_path)
-    md = save_model_metadata(small_forecaster, small_forecaster.feature_scaler, small_forecaster.target_scaler,
-                             {"metrics": {"mae": 1.0}}, model_path=w, metadata_path=tmp_path / "md.json")
+    md = save_model_metadata(
+        small_forecaster,
+        small_forecaster.feature_scaler,
+        small_forecaster.target_scaler,
+        {"metrics": {"mae": 1.0}},
+        model_path=w,
+        metadata_path=tmp_path / "md.json",
+    )
     assert md["files"]["w.pt"] == sha256_file(w)
     model, md2 = load_production_model(w, tmp_path / "md.json")
     fs, ts = load_scalers(paths["features_scaler_path"], paths["target_scaler_path"])
     for p, q in zip(model.parameters(), small_forecaster.model.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert fs.to_dict() == small_forecaster.feature_scaler.to_dict() and ts == small_forecaster.target_scaler
+    assert (
+        fs.to_dict() == small_forecaster.feature_scaler.to_dict()
+        and ts == small_forecaster.target_scaler
+    )
     assert md2["evaluation_metrics"] == {"mae": 1.0}
 
 
@@ -164,8 +185,14 @@ def test_export_package_loads_and_predicts(registry, tmp_path, synth_frame):
     reg, version = registry
     info = reg.export(version, tmp_path / "pkg")
     names = sorted(p.name for p in (tmp_path / "pkg").iterdir())
-    assert names == ["README.md", "model_metadata.json", "model_weights.pth", "requirements.txt",
-                     "scaler_features.pkl", "scaler_target.pkl"]
+    assert names == [
+        "README.md",
+        "model_metadata.json",
+        "model_weights.pth",
+        "requirements.txt",
+        "scaler_features.pkl",
+        "scaler_target.pkl",
+    ]
     assert "torch==" in (tmp_path / "pkg" / "requirements.txt").read_text()
     assert version in (tmp_path / "pkg" / "README.md").read_text()
     again = load_export(info["export_dir"])
@@ -179,14 +206,22 @@ def test_export_package_loads_and_predicts(registry, tmp_path, synth_frame):
 def test_checked_in_v1_artifact_still_loads_and_predicts():
     forecaster = load_forecaster(FIXTURES / "artifact_v1")
     history = pd.read_csv(FIXTURES / "artifact_v1_history.csv", parse_dates=["ts"])
-    expected = pd.read_csv(FIXTURES / "artifact_v1_expected.csv", parse_dates=["issued_at", "target_ts"])
+    expected = pd.read_csv(
+        FIXTURES / "artifact_v1_expected.csv", parse_dates=["issued_at", "target_ts"]
+    )
     got, report = forecaster.forecast(history)
     assert report.n_forecast == 4
     np.testing.assert_allclose(got.yhat.to_numpy(), expected.yhat.to_numpy(), rtol=1e-5)
     np.testing.assert_allclose(got.yhat_upper.to_numpy(), expected.yhat_upper.to_numpy(), rtol=1e-5)
     s = history[history.series_id == history.series_id.iloc[0]]
-    single = real_time_predict(forecaster, data_dict={"value": s.value.tolist(), "ts": s.ts.tolist(),
-                                                      "error_rate": s.error_rate.tolist()})
+    single = real_time_predict(
+        forecaster,
+        data_dict={
+            "value": s.value.tolist(),
+            "ts": s.ts.tolist(),
+            "error_rate": s.error_rate.tolist(),
+        },
+    )
     assert len(single["forecast"]) == 12
 
 

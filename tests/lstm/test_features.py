@@ -13,9 +13,15 @@ def slot_of(ts: str) -> int:
 
 def test_calendar_features_known_values():
     # 2026-01-03 is a Saturday; 06:00 is a quarter of the day
-    f = calendar_features(np.array([slot_of("2026-01-03 06:00")]), FREQ, ("hour_sin", "hour_cos", "is_weekend"))
+    f = calendar_features(
+        np.array([slot_of("2026-01-03 06:00")]), FREQ, ("hour_sin", "hour_cos", "is_weekend")
+    )
     np.testing.assert_allclose(f[0], [1.0, 0.0, 1.0], atol=1e-12)
-    f = calendar_features(np.array([slot_of("2026-01-05 00:00")]), FREQ, ("hour_sin", "hour_cos", "is_weekend", "dow_sin"))
+    f = calendar_features(
+        np.array([slot_of("2026-01-05 00:00")]),
+        FREQ,
+        ("hour_sin", "hour_cos", "is_weekend", "dow_sin"),
+    )
     np.testing.assert_allclose(f[0], [0.0, 1.0, 0.0, 0.0], atol=1e-12)  # Monday midnight
 
 
@@ -40,7 +46,9 @@ def test_encode_imputes_missing_lags_shortest_first_and_counts():
     spec = FeatureSpec(window=3, horizon=2, freq_ns=FREQ, calendar=(), lags=(2, 4), use_level=False)
     y = np.array([[np.e - 1, np.e - 1, np.e**2 - 1]])  # log1p = [1, 1, 2], loc = 4/3
     lags = np.array([[[np.e**3 - 1, np.nan], [np.nan, np.nan]]])  # [B, H, L]
-    raw = RawWindows(y=y, exog=np.zeros((1, 3, 0)), origin_slot=np.array([100]), lags=lags, series=np.array([0]))
+    raw = RawWindows(
+        y=y, exog=np.zeros((1, 3, 0)), origin_slot=np.array([100]), lags=lags, series=np.array([0])
+    )
     enc = encode(raw, spec, TargetScaler(), FeatureScaler())
     loc = 4 / 3
     # step 1: lag 2 known (3 - loc); lag 4 missing -> lag 2's value

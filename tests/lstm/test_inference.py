@@ -25,12 +25,17 @@ def test_batch_and_single_series_forecasts_agree(small_forecaster, synth_frame):
     assert report.n_forecast == 6 and not report.skipped
     assert len(frame) == 6 * 12
     for sid in synth_frame.series_id.unique():
-        single = real_time_predict(small_forecaster, data_dict=series_dict(synth_frame, sid, 300),
-                                   return_confidence=True)
+        single = real_time_predict(
+            small_forecaster, data_dict=series_dict(synth_frame, sid, 300), return_confidence=True
+        )
         rows = frame[frame.series_id == sid].sort_values("step")
         np.testing.assert_allclose(rows.yhat.to_numpy(), single["forecast"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(rows.yhat_lower.to_numpy(), single["intervals"]["80"]["lower"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(rows.yhat_upper.to_numpy(), single["intervals"]["80"]["upper"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            rows.yhat_lower.to_numpy(), single["intervals"]["80"]["lower"], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            rows.yhat_upper.to_numpy(), single["intervals"]["80"]["upper"], rtol=1e-5, atol=1e-6
+        )
         assert single["prediction"] == pytest.approx(rows.yhat.iloc[0], rel=1e-5)
         lo, hi = single["confidence_interval"]
         assert lo <= single["prediction"] <= hi
@@ -39,11 +44,21 @@ def test_batch_and_single_series_forecasts_agree(small_forecaster, synth_frame):
 
 def test_forecast_frame_layout_and_monotone_intervals(small_forecaster, synth_frame):
     frame, _ = small_forecaster.forecast(synth_frame)
-    assert list(frame.columns) == ["series_id", "issued_at", "target_ts", "step", "yhat", "yhat_lower",
-                                   "yhat_upper", "level"]
+    assert list(frame.columns) == [
+        "series_id",
+        "issued_at",
+        "target_ts",
+        "step",
+        "yhat",
+        "yhat_lower",
+        "yhat_upper",
+        "level",
+    ]
     assert (frame.yhat_lower <= frame.yhat).all() and (frame.yhat <= frame.yhat_upper).all()
     assert (frame.yhat >= 0).all() and (frame.level == 0.8).all()
-    assert ((frame.target_ts - frame.issued_at) == pd.to_timedelta(frame.step * 5, unit="min")).all()
+    assert (
+        (frame.target_ts - frame.issued_at) == pd.to_timedelta(frame.step * 5, unit="min")
+    ).all()
     f95, _ = small_forecaster.forecast(synth_frame, level=0.95)
     assert ((f95.yhat_upper - f95.yhat_lower) >= (frame.yhat_upper - frame.yhat_lower) - 1e-9).all()
 
@@ -52,6 +67,7 @@ def test_bad_series_are_skipped_or_repaired_and_the_rest_forecast(small_forecast
     as_of = synth_frame.ts.max()
     df = synth_frame.copy()
     ids = sorted(df.series_id.unique())
+
     def window():
         return df.ts > as_of - pd.Timedelta("1h")
 
@@ -136,12 +152,16 @@ def test_seed_style_batch_predict_over_dicts(small_forecaster, synth_frame):
 
 def test_buffers_feed_real_time_predict(small_forecaster, synth_frame):
     s = synth_frame[synth_frame.series_id == synth_frame.series_id.iloc[0]]
-    buf = create_data_buffer(s.iloc[:-1], window_size=12, required_cols=["value", "error_rate"], history=300)
+    buf = create_data_buffer(
+        s.iloc[:-1], window_size=12, required_cols=["value", "error_rate"], history=300
+    )
     last = s.iloc[-1]
     buf = update_buffer(buf, {"value": last.value, "error_rate": last.error_rate})
     assert buf["timestamp"] == last.ts and len(buf["data"]) == 300
     res = real_time_predict(small_forecaster, data_dict=buffer_to_input(buf))
-    full = real_time_predict(small_forecaster, data_dict=series_dict(synth_frame, last.series_id, 300))
+    full = real_time_predict(
+        small_forecaster, data_dict=series_dict(synth_frame, last.series_id, 300)
+    )
     np.testing.assert_allclose(res["forecast"], full["forecast"], rtol=1e-6)
     pb = PredictionBuffer(max_size=2)
     for k in range(3):

@@ -47,6 +47,9 @@ def test_per_step_and_coverage():
 
 
 def test_plot_metrics_comparison_writes_png(tmp_path):
-    out = plot_metrics_comparison({"lstm": {"MASE": 0.9, "WAPE": 40}, "naive": {"MASE": 1.2, "WAPE": 50}},
-                                  tmp_path / "cmp.png", metrics=("MASE", "WAPE"))
+    out = plot_metrics_comparison(
+        {"lstm": {"MASE": 0.9, "WAPE": 40}, "naive": {"MASE": 1.2, "WAPE": 50}},
+        tmp_path / "cmp.png",
+        metrics=("MASE", "WAPE"),
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

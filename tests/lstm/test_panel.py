@@ -64,7 +64,9 @@ def test_missing_columns_are_listed_with_what_exists():
 
 
 def test_nixtla_columns_through_the_mapping():
-    df = pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2026-01-01 00:00", "2026-01-01 00:05"], "y": [1.0, 2.0]})
+    df = pd.DataFrame(
+        {"unique_id": ["a", "a"], "ds": ["2026-01-01 00:00", "2026-01-01 00:05"], "y": [1.0, 2.0]}
+    )
     panel, _ = regularize(df, columns=ColumnNames.nixtla())
     assert list(panel.ids) == ["a"] and list(panel.y) == [1.0, 2.0]
 
@@ -78,7 +80,13 @@ def test_non_numeric_target_strict_names_series_and_values():
 
 
 def test_non_numeric_target_lenient_counts_per_series():
-    df = frame([("a", "2026-01-01 00:00", 1.0), ("a", "2026-01-01 00:05", "x"), ("a", "2026-01-01 00:10", 3.0)])
+    df = frame(
+        [
+            ("a", "2026-01-01 00:00", 1.0),
+            ("a", "2026-01-01 00:05", "x"),
+            ("a", "2026-01-01 00:10", 3.0),
+        ]
+    )
     panel, report = regularize(df, strict=False)
     np.testing.assert_allclose(panel.y, [1, 2, 3])
     assert report.invalid_values == {"a": 1}

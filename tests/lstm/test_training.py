@@ -3,12 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from lstm_helpers import small_config
 from torch import nn
 
 from lstm import Forecaster, TrainConfig, TrainingError, train, validate_epoch
 from lstm.training import make_loss
-
-from lstm_helpers import small_config
 
 
 class Fixed:
@@ -32,7 +31,9 @@ def test_early_stopping_restores_the_best_epoch():
     train_loader = batches(x, x @ w)
     val_loader = batches(x, -(x @ w))  # the opposite relation: fitting train hurts validation
     model = nn.Linear(3, 1)
-    result = train(model, train_loader, val_loader, TrainConfig(epochs=50, patience=3, lr=0.05, min_delta=0.0))
+    result = train(
+        model, train_loader, val_loader, TrainConfig(epochs=50, patience=3, lr=0.05, min_delta=0.0)
+    )
     losses = [row["val_loss"] for row in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1
     assert result.best_epoch < len(losses)  # it did stop after worse epochs
@@ -46,14 +47,22 @@ def test_nan_loss_guard_names_the_problem():
     x = torch.randn(64, 2)
     x[5, 0] = float("nan")
     with pytest.raises(TrainingError, match="training loss became nan"):
-        train(nn.Linear(2, 1), batches(x, torch.zeros(64, 1)), batches(x, torch.zeros(64, 1)),
-              TrainConfig(epochs=2))
+        train(
+            nn.Linear(2, 1),
+            batches(x, torch.zeros(64, 1)),
+            batches(x, torch.zeros(64, 1)),
+            TrainConfig(epochs=2),
+        )
 
 
 def test_wall_clock_budget_stops_training():
     x = torch.randn(4096, 2)
-    result = train(nn.Linear(2, 1), batches(x, x[:, :1]), batches(x, x[:, :1]),
-                   TrainConfig(epochs=1000, patience=1000, max_seconds=0.2))
+    result = train(
+        nn.Linear(2, 1),
+        batches(x, x[:, :1]),
+        batches(x, x[:, :1]),
+        TrainConfig(epochs=1000, patience=1000, max_seconds=0.2),
+    )
     assert "budget" in result.stop_reason
     assert len(result.history) < 1000
 
@@ -82,8 +91,13 @@ def test_too_short_series_have_no_training_windows():
 
     from lstm import regularize
 
-    df = pd.DataFrame({"series_id": "a", "ts": pd.date_range("2026-01-01", periods=20, freq="5min", tz="UTC"),
-                       "value": 1.0})
+    df = pd.DataFrame(
+        {
+            "series_id": "a",
+            "ts": pd.date_range("2026-01-01", periods=20, freq="5min", tz="UTC"),
+            "value": 1.0,
+        }
+    )
     panel, _ = regularize(df)
     with pytest.raises(TrainingError, match="no training windows"):
         Forecaster.fit(panel, config=small_config())

@@ -7,9 +7,11 @@ from lstm.windows import (
     expand_ranges,
     gather,
     protocol_split,
-    test_origins as origins_for_test,
     train_origins,
     val_origins,
+)
+from lstm.windows import (
+    test_origins as origins_for_test,
 )
 
 
@@ -17,9 +19,19 @@ def make_panel(lengths, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
     for i, n in enumerate(lengths):
-        ts = pd.date_range("2026-01-01", periods=n, freq="5min", tz="UTC") + pd.Timedelta(minutes=5 * i)
-        rows.append(pd.DataFrame({"series_id": f"s{i}", "ts": ts, "value": rng.poisson(20, n).astype(float),
-                                  "error_rate": rng.random(n)}))
+        ts = pd.date_range("2026-01-01", periods=n, freq="5min", tz="UTC") + pd.Timedelta(
+            minutes=5 * i
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series_id": f"s{i}",
+                    "ts": ts,
+                    "value": rng.poisson(20, n).astype(float),
+                    "error_rate": rng.random(n),
+                }
+            )
+        )
     panel, _ = regularize(pd.concat(rows))
     return panel
 
@@ -32,8 +44,12 @@ def loop_gather(panel, origins, w, h, lags):
         start, end = panel.offsets[s], panel.offsets[s + 1]
         ys.append([panel.y[o - w + 1 + k] for k in range(w)])
         exogs.append([panel.exog[o - w + 1 + k] for k in range(w)])
-        lag_rows.append([[panel.y[o + k - lag] if o + k - lag >= start else np.nan for lag in lags]
-                         for k in range(1, h + 1)])
+        lag_rows.append(
+            [
+                [panel.y[o + k - lag] if o + k - lag >= start else np.nan for lag in lags]
+                for k in range(1, h + 1)
+            ]
+        )
         targets.append([panel.y[o + k] if o + k < end else np.nan for k in range(1, h + 1)])
     return np.array(ys), np.array(exogs), np.array(lag_rows), np.array(targets)
 
@@ -73,7 +89,9 @@ def test_protocol_split_and_origins_respect_boundaries():
         start = panel.offsets[s]
         tr = train_origins(panel, split, w, h)
         tr = tr[(tr >= start) & (tr < panel.offsets[s + 1])] - start
-        assert tr.min() == w - 1 and tr.max() + h == split.n_train[s] - 1  # last target inside train
+        assert (
+            tr.min() == w - 1 and tr.max() + h == split.n_train[s] - 1
+        )  # last target inside train
         va = val_origins(panel, split, w, h)
         va = va[(va >= start) & (va < panel.offsets[s + 1])] - start
         assert va.min() + 1 == split.n_train[s]  # first target is the first validation slot
