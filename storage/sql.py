@@ -160,11 +160,15 @@ class SqlStore(Store):
         if self.dialect == "sqlite":
             tcol = self.columns.time_col
             if tcol in table.c:
-                sample = conn.execute(
-                    sa.select(table.c[tcol]).where(table.c[tcol].is_not(None)).limit(1)
+                # raw driver value: no SQLAlchemy type processing of what is stored
+                q = self._q
+                sample = conn.exec_driver_sql(
+                    f"SELECT {q(tcol)} FROM {q(name)} WHERE {q(tcol)} IS NOT NULL LIMIT 1"
                 ).scalar()
                 codec = detect_sqlite_codec(sample, name, tcol)
         self._metrics = check_metrics_table(table, self.columns, self.dialect, codec)
+        if self._metrics.codec.naive:
+            self._warn(f"table {name!r} column {self.columns.time_col!r}")
 
     def _metrics_layout(self) -> MetricsLayout:
         if self._metrics is None:

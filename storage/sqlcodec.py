@@ -38,6 +38,8 @@ class TsCodec:
     fetch_type: pa.DataType = TS_TYPE
     #: True when stored values are the canonical format of tables this package creates.
     canonical: bool = False
+    #: True when stored values carry no timezone (they are taken as UTC).
+    naive: bool = False
 
     def param(self, us: int) -> Any:
         """A bound-parameter value comparable with the stored column."""
@@ -72,6 +74,10 @@ class IsoTextCodec(TsCodec):
     @property
     def canonical(self) -> bool:  # type: ignore[override]
         return self.sep == " " and self.suffix == "+00:00" and self.frac in (0, 6)
+
+    @property
+    def naive(self) -> bool:  # type: ignore[override]
+        return not self.suffix
 
     def param(self, us: int) -> str:
         d = _EPOCH + dt.timedelta(microseconds=int(us))
@@ -115,6 +121,10 @@ class PgCodec(TsCodec):
     @property
     def canonical(self) -> bool:  # type: ignore[override]
         return True
+
+    @property
+    def naive(self) -> bool:  # type: ignore[override]
+        return not self.aware
 
     @property
     def fetch_type(self) -> pa.DataType:  # type: ignore[override]

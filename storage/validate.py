@@ -92,7 +92,7 @@ def _floats(
         at = f" at {tname} {fmt_us(ts[i])}" if ts is not None else ""
         raise DataValidationError(
             f"{what}: column {col!r} has {len(bad)} NaN/Inf value(s) (first: series "
-            f"{ids[i]!r}{at}, value {values[i]!r})"
+            f"{ids[i]!r}{at}, value {float(values[i])!r})"
         )
     return values
 
@@ -114,7 +114,7 @@ def _check_unique(keys: pd.DataFrame, what: str, names: list[str]) -> None:
         first = keys[dup].iloc[0]
         n = int(keys.duplicated(keep="first").sum())
         shown = ", ".join(
-            f"{name}={fmt_us(first[k]) if k.startswith('_us') else repr(first[k])}"
+            f"{name}={fmt_us(first[k]) if k.startswith('_us') else repr(_py(first[k]))}"
             for k, name in zip(keys.columns, names, strict=True)
         )
         raise DataValidationError(
@@ -185,7 +185,7 @@ def forecasts_table(
         i = int(bad[0])
         raise DataValidationError(
             f"{what}: column 'step' has {len(bad)} value(s) that are not integers in "
-            f"1..{max_horizon} (first: series {ids[i]!r}, step {step_f[i]!r})"
+            f"1..{max_horizon} (first: series {ids[i]!r}, step {float(step_f[i]):g})"
         )
     step = step_f.astype("int64")
     wrong = np.flatnonzero(target != issued + step * freq_us)
@@ -205,8 +205,8 @@ def forecasts_table(
         i = int(inverted[0])
         raise DataValidationError(
             f"{what}: {len(inverted)} row(s) with yhat_lower > yhat_upper (first: series "
-            f"{ids[i]!r} at target_ts {fmt_us(target[i])}: {nums['yhat_lower'][i]!r} > "
-            f"{nums['yhat_upper'][i]!r})"
+            f"{ids[i]!r} at target_ts {fmt_us(target[i])}: {float(nums['yhat_lower'][i])!r} > "
+            f"{float(nums['yhat_upper'][i])!r})"
         )
     lvl = nums["level"]
     bad = np.flatnonzero((lvl <= 0) | (lvl >= 1))
@@ -214,7 +214,7 @@ def forecasts_table(
         i = int(bad[0])
         raise DataValidationError(
             f"{what}: column 'level' must lie strictly between 0 and 1 (e.g. 0.8); "
-            f"{len(bad)} row(s) do not (first: series {ids[i]!r}, level {lvl[i]!r})"
+            f"{len(bad)} row(s) do not (first: series {ids[i]!r}, level {float(lvl[i])!r})"
         )
     mv = df["model_version"]
     if mv.isna().any() or (mv.astype(str) == "").any():
@@ -271,3 +271,8 @@ def score_table(forecasts: pa.Table, actual: np.ndarray, scored_at_us: int) -> p
         "scored_at": pa.array(np.full(n, scored_at_us, dtype="int64")).cast(TS_TYPE),
     }
     return pa.table(cols).cast(ACCURACY_SCHEMA)
+
+
+def _py(value: object) -> object:
+    """numpy scalars to Python ones, so messages read ``12`` rather than ``np.int64(12)``."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -33,7 +33,7 @@ def metrics(
     df = pd.DataFrame(
         {
             id_col: np.repeat(np.asarray(series, dtype=object), len(slots)),
-            ts_col: np.tile(pd.DatetimeIndex([slot(i) for i in slots]), len(series)),
+            ts_col: np.tile(pd.DatetimeIndex([slot(i) for i in slots], tz="UTC"), len(series)),
             y_col: rng.gamma(2.0, 50.0, n),
         }
     )
