@@ -226,7 +226,7 @@ def test_storage_errors_share_one_base_class(seeded):
 
 def test_empty_frames_write_nothing(seeded):
     store, m0, f0 = seeded
-    assert store.write_metrics(metrics(["a"], []).iloc[0:0]) == 0
+    assert store.write_metrics(metrics(["a"], [1]).iloc[0:0]) == 0
     assert store.write_forecasts(forecasts(["a"], slot(9)).iloc[0:0]) == 0
     _unchanged(store, m0, f0)
     assert canon(store.read_metrics(), ["series_id", "ts"]).equals(m0)
