@@ -24,7 +24,7 @@ import datetime as dt
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +270,9 @@ class ParquetStore(Store):
                 for c in tab.column_names
             ]
         )
-        parts = _split_by_hour(tab, cm.time_col, self.tables.metrics, self._hour_path)
+        parts = _split_sorted(
+            tab, cm.time_col, HOUR_US, lambda hour: self._hour_path(self.tables.metrics, hour)
+        )
         return self._upsert_files(parts, [cm.id_col, cm.time_col], [cm.time_col, cm.id_col])
 
     def _metrics_schema(self, files: list[Path]) -> pa.Schema:
@@ -383,11 +385,7 @@ class ParquetStore(Store):
 
     # -------------------------------------------------------------- forecasts
     def _write_forecasts(self, tab: pa.Table) -> int:
-        issued = tab["issued_at"].cast(pa.int64()).to_numpy()
-        parts = []
-        for value in np.unique(issued):
-            part = tab.filter(pa.compute.equal(tab["issued_at"].cast(pa.int64()), int(value)))
-            parts.append((self._issued_path(int(value)), part))
+        parts = _split_sorted(tab, "issued_at", 1, lambda issued: self._issued_path(issued))
         return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
 
     def _forecast_candidates(
@@ -425,7 +423,9 @@ class ParquetStore(Store):
         return self._score_generic(lo, hi, scored_at)
 
     def _write_accuracy(self, tab: pa.Table) -> int:
-        parts = _split_by_hour(tab, "target_ts", self.tables.accuracy, self._hour_path)
+        parts = _split_sorted(
+            tab, "target_ts", HOUR_US, lambda hour: self._hour_path(self.tables.accuracy, hour)
+        )
         return self._upsert_files(parts, list(ACCURACY_KEY), ["target_ts", "series_id", "step"])
 
     def _read_accuracy_rows(
@@ -491,18 +491,18 @@ def _read_files(files: list[Path], schema: pa.Schema, expr: pc.Expression | None
     return dataset.to_table(columns=schema.names, filter=expr)
 
 
-def _split_by_hour(
-    tab: pa.Table, time_col: str, table: str, path_of: object
+def _split_sorted(
+    tab: pa.Table, time_col: str, width_us: int, path_of: Callable[[int], Path]
 ) -> list[tuple[Path, pa.Table]]:
-    """Slice ``tab`` into one part per UTC hour of ``time_col``, with its file path."""
+    """Slice ``tab`` into one part per ``time_col // width_us`` (one sort, no filters),
+    each with the file path ``path_of(bucket)``."""
     tab = tab.sort_by([(time_col, "ascending")])
-    us = tab[time_col].cast(pa.int64()).to_numpy()
-    hours = us // HOUR_US
-    bounds = np.flatnonzero(np.diff(hours)) + 1
+    buckets = tab[time_col].cast(pa.int64()).to_numpy() // width_us
+    bounds = np.flatnonzero(np.diff(buckets)) + 1
     starts = np.r_[0, bounds]
-    ends = np.r_[bounds, len(hours)]
+    ends = np.r_[bounds, len(buckets)]
     return [
-        (path_of(table, int(hours[s])), tab.slice(int(s), int(e - s)))  # type: ignore[operator]
+        (path_of(int(buckets[s])), tab.slice(int(s), int(e - s)))
         for s, e in zip(starts, ends, strict=True)
     ]
 

@@ -57,8 +57,10 @@ from storage.timeutil import timestamp_us
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 #: Rows per executemany batch (SQLite) between fault-injection points.
 CHUNK_ROWS = 50_000
-#: More ids than this are passed as one JSON (SQLite) or array (PostgreSQL) parameter.
+#: Rows fetched per call when reading from SQLite.
 _FETCH_ROWS = 100_000
+#: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
+_DDL_LOCK_KEY = 0x5707A6E
 
 
 def _fault_point(label: str) -> None:
@@ -84,7 +86,7 @@ class SqlStore(Store):
     ) -> None:
         try:
             sa_url = sa.engine.make_url(url)
-        except sa.exc.ArgumentError as exc:
+        except (sa.exc.ArgumentError, ValueError) as exc:
             raise ConfigError(f"not a database URL: {exc}") from None
         super().__init__(redact_url(sa_url), columns, tables, freq, max_horizon)
         self._sa_url = sa_url
@@ -134,6 +136,13 @@ class SqlStore(Store):
 
     # ----------------------------------------------------------------- schema
     def _ensure_output_tables(self, conn: sa.Connection) -> None:
+        """Create the forecasts and accuracy tables and the view when absent.
+
+        On PostgreSQL a transaction-level advisory lock serialises this between processes
+        opening the store at the same moment (e.g. the first predict and retrain runs).
+        """
+        if self.dialect == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DDL_LOCK_KEY)))
         insp = sa.inspect(conn)
         for table in (self.forecasts, self.accuracy):
             if insp.has_table(table.name):
@@ -146,9 +155,10 @@ class SqlStore(Store):
                     )
             else:
                 table.create(conn)
-        conn.exec_driver_sql(
-            latest_view_sql(self.forecasts, self.tables.latest_view, self.engine.dialect)
-        )
+        if self.tables.latest_view not in insp.get_view_names():
+            conn.exec_driver_sql(
+                latest_view_sql(self.forecasts, self.tables.latest_view, self.engine.dialect)
+            )
 
     def _load_metrics_layout(self, conn: sa.Connection) -> None:
         name = self.tables.metrics

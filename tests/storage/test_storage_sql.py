@@ -290,3 +290,27 @@ def test_postgres_timestamp_without_time_zone_is_utc(make_store, engine, backend
         assert store.metrics_range() == (slot(1), slot(2), 1)
     finally:
         _drop(engine, tables.metrics)
+
+
+def test_existing_table_with_integer_ids(make_store, engine, backend):
+    tables = unique_tables()
+    ts_type = "TIMESTAMPTZ" if backend == "postgres" else "TEXT"
+    _create_user_table(
+        engine,
+        tables.metrics,
+        f"host INTEGER NOT NULL, ts {ts_type} NOT NULL, rps DOUBLE PRECISION, "
+        "PRIMARY KEY (host, ts)",
+        [],
+        "",
+    )
+    try:
+        store = make_store(columns=ColumnMap("host", "ts", "rps"), tables_=tables)
+        df = pd.DataFrame({"host": [7, 7, 12], "ts": [slot(1), slot(2), slot(2)], "rps": 1.5})
+        assert store.write_metrics(df) == 3
+        out = store.read_recent(slot(2), 2, series_ids=["7"])
+        assert list(out["series_id"]) == ["7", "7"] and list(out["ts"]) == [slot(1), slot(2)]
+        store.write_forecasts(forecasts(["7", "12"], slot(1), horizon=1))
+        assert store.score_forecasts(slot(2)) == 2
+        assert list(store.read_accuracy_rows()["series_id"]) == ["12", "7"]
+    finally:
+        _drop(engine, tables.metrics)
