@@ -496,6 +496,9 @@ def _split_sorted(
 ) -> list[tuple[Path, pa.Table]]:
     """Slice ``tab`` into one part per ``time_col // width_us`` (one sort, no filters),
     each with the file path ``path_of(bucket)``."""
+    buckets = tab[time_col].cast(pa.int64()).to_numpy() // width_us
+    if buckets.min() == buckets.max():  # one file (e.g. one forecast slot): no sort needed
+        return [(path_of(int(buckets[0])), tab)]
     tab = tab.sort_by([(time_col, "ascending")])
     buckets = tab[time_col].cast(pa.int64()).to_numpy() // width_us
     bounds = np.flatnonzero(np.diff(buckets)) + 1
