@@ -150,6 +150,25 @@ class FeatureSpec:
         """Slots of history that give every feature a real (not imputed) value."""
         return max((self.window, *(lag for lag in self.lags)), default=self.window)
 
+    def read_ranges(self, origin_slots: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+        """What a forecast from each origin slot reads, as (latest origin, merged inclusive
+        (lo, hi) ranges of slot offsets back from it): the windows and the lag slots. A store
+        reads exactly these rows in one query."""
+        origins = np.unique(np.asarray(origin_slots, dtype=np.int64))
+        last = int(origins[-1])
+        back = last - origins
+        ranges = [(int(b), int(b) + self.window - 1) for b in back]
+        for lag in self.lags:
+            ranges += [(int(b) + lag - self.horizon, int(b) + lag - 1) for b in back]
+        ranges.sort()
+        merged: list[list[int]] = []
+        for lo, hi in ranges:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return last, [(lo, hi) for lo, hi in merged]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["calendar"], d["exog"], d["lags"] = list(self.calendar), list(self.exog), list(self.lags)

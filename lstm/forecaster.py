@@ -76,6 +76,7 @@ class InferenceReport:
     skipped: dict[str, str] = field(default_factory=dict)  # series -> reason
     repaired: dict[str, int] = field(default_factory=dict)  # series -> values interpolated
     lags_imputed: int = 0
+    n_skipped: int = 0  # skipped forecasts (series x origin)
     off_grid_rows: int = 0
     duplicate_rows: int = 0
 
@@ -310,13 +311,14 @@ class Forecaster:
     def forecast(
         self,
         history: pd.DataFrame,
-        as_of: pd.Timestamp | str | None = None,
+        as_of: pd.Timestamp | str | Sequence | None = None,
         *,
         level: float | None = None,
         max_missing: int | None = None,
         chunk_size: int = 16384,
     ) -> tuple[pd.DataFrame, InferenceReport]:
-        """Forecast every series of a long history frame from the slot `as_of`.
+        """Forecast every series of a long history frame from the slot `as_of` (or from each
+        slot of a list of them, as backfill does).
 
         `history` holds canonical columns (series_id, ts, value, exogenous features) and at
         least the window; slots one day / one week earlier are used when present. A series
@@ -324,11 +326,20 @@ class Forecaster:
         named in the report; fewer gaps are interpolated and counted. Returns the forecasts
         in the forecasts-table layout (level defaults to the first calibrated level).
         """
-        from lstm.inference import prepare_latest
+        from lstm.inference import prepare_windows
 
         level = self.levels[0] if level is None else level
-        raw, ids, report = prepare_latest(
-            history, self.spec, as_of, max_missing=max_missing, exog_fill=self.feature_scaler.mean
+        many = (
+            as_of is not None
+            and not isinstance(as_of, str | pd.Timestamp)
+            and hasattr(as_of, "__len__")
+        )
+        raw, ids, report = prepare_windows(
+            history,
+            self.spec,
+            None if as_of is None else (list(as_of) if many else [as_of]),
+            max_missing=max_missing,
+            exog_fill=self.feature_scaler.mean,
         )
         if len(ids) == 0:
             return _empty_forecast_frame(), report

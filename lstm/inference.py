@@ -33,13 +33,42 @@ def prepare_latest(
     max_missing: int | None = None,
     exog_fill: np.ndarray | None = None,
 ) -> tuple[RawWindows, np.ndarray, InferenceReport]:
-    """Long recent history of N series -> raw model inputs for a forecast issued at `as_of`.
+    """Raw model inputs of every series for one forecast issued at `as_of` (default: the
+    latest slot in `history`). See `prepare_windows`."""
+    return prepare_windows(
+        history,
+        spec,
+        None if as_of is None else [as_of],
+        max_missing=max_missing,
+        exog_fill=exog_fill,
+    )
 
-    Only the slots the model reads are used: the window ending at `as_of` and, per lag, the
-    H slots `lag` earlier than each target step. Per series: rows in one slot are summed;
-    NaN/Inf/negative or non-numeric values count as missing; up to `max_missing` missing
-    window slots (default window // 4) are interpolated and counted; a series without a
-    value at `as_of`, or with more gaps, is skipped and named with the reason.
+
+def to_slot(ts: pd.Timestamp | str, freq_ns: int) -> int:
+    """A timestamp (naive = UTC) -> its slot number, floored to the grid."""
+    t = pd.Timestamp(ts)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.value // freq_ns)
+
+
+def prepare_windows(
+    history: pd.DataFrame,
+    spec: FeatureSpec,
+    as_of: Sequence | None = None,
+    *,
+    max_missing: int | None = None,
+    exog_fill: np.ndarray | None = None,
+) -> tuple[RawWindows, np.ndarray, InferenceReport]:
+    """Long history of N series -> raw model inputs for forecasts issued at each `as_of`.
+
+    Only the slots the model reads are used: the window ending at each as_of and, per lag,
+    the H slots `lag` earlier than each target step. Per series and origin: rows in one
+    slot are summed; NaN/Inf/negative or non-numeric values count as missing; up to
+    `max_missing` missing window slots (default window // 4) are interpolated and counted;
+    without a value at as_of, or with more gaps, that forecast is skipped and the reason
+    named. Rows of the result are ordered by origin, then series; returns (raw windows,
+    series id per row, report). Predict (one as_of) and backfill (many) share this code,
+    so backfill writes exactly what predict would have written.
     """
     w, h = spec.window, spec.horizon
     max_missing = w // 4 if max_missing is None else max_missing
@@ -51,118 +80,122 @@ def prepare_latest(
     report.n_input_series = n
     if n == 0:
         return _empty_raw(spec), ids, report
-
     ts_ns = to_ns(frame[TS])
     report.off_grid_rows = int(np.count_nonzero(ts_ns % spec.freq_ns))
     slot = ts_ns // spec.freq_ns
     if as_of is None:
-        as_slot = int(slot.max())
+        origins = np.array([slot.max()], dtype=np.int64)
     else:
-        as_ts = pd.Timestamp(as_of)
-        as_ts = as_ts.tz_localize("UTC") if as_ts.tzinfo is None else as_ts.tz_convert("UTC")
-        as_slot = int(as_ts.value // spec.freq_ns)
-    back = as_slot - slot  # slots before as_of; 0 = the as_of slot itself
+        origins = np.array([to_slot(a, spec.freq_ns) for a in as_of], dtype=np.int64)
+    k = len(origins)
 
+    # the slots the model reads, as columns of a dense [N, S] matrix
+    win_slots = origins[:, None] + np.arange(-w + 1, 1)  # [K, W]
+    lag_arr = np.asarray(spec.lags, dtype=np.int64)
+    lag_slots = origins[:, None, None] + np.arange(1, h + 1)[None, :, None] - lag_arr  # [K, H, L]
+    needed = np.unique(np.concatenate([win_slots.ravel(), lag_slots.ravel()]))
+    pos = np.searchsorted(needed, slot)
+    hit = (pos < len(needed)) & (needed[np.minimum(pos, len(needed) - 1)] == slot)
     y = frame[Y].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(y) | (y < 0)
-    for sid, k in zip(*np.unique(ids[codes[bad]], return_counts=True), strict=True):
-        report.repaired[str(sid)] = report.repaired.get(str(sid), 0) + int(k)
+    rows, cols = codes[hit], pos[hit]
+    cells, dups, bad_cell = _scatter(rows, cols, y[hit], bad[hit], n, len(needed))
+    report.duplicate_rows = dups
+    exog_cells = [
+        _scatter_mean(rows, cols, frame[c].to_numpy(dtype=np.float64)[hit], n, len(needed))
+        for c in spec.exog
+    ]
 
-    # window block: columns 0..W-1 hold slots as_of-W+1 .. as_of
-    in_win = (back >= 0) & (back < w)
-    col = (w - 1 - back[in_win]).astype(np.int64)
-    win, dups = _scatter_sum(codes[in_win], col, y[in_win], bad[in_win], n, w)
-    report.duplicate_rows += dups
-    exog = np.zeros((n, w, len(spec.exog)))
-    for j, name in enumerate(spec.exog):
-        vals = frame[name].to_numpy(dtype=np.float64)[in_win]
-        ok = np.isfinite(vals)
-        exog[:, :, j] = _scatter_mean(codes[in_win][ok], col[ok], vals[ok], n, w)
+    win = cells[:, np.searchsorted(needed, win_slots)]  # [N, K, W]
+    win = win.transpose(1, 0, 2).reshape(k * n, w)  # row = origin * N + series
+    lags = cells[:, np.searchsorted(needed, lag_slots)]  # [N, K, H, L]
+    lags = lags.transpose(1, 0, 2, 3).reshape(k * n, h, len(spec.lags))
+    exog = np.zeros((k * n, w, len(spec.exog)))
+    for j, m in enumerate(exog_cells):
+        exog[:, :, j] = (
+            m[:, np.searchsorted(needed, win_slots)].transpose(1, 0, 2).reshape(k * n, w)
+        )
+    row_series = np.tile(np.arange(n), k)
+    row_origin = np.repeat(origins, n)
 
-    # lag blocks: for lag L and step k (1..H) the slot as_of + k - L, i.e. back = L - k
-    lags = np.full((n, h, len(spec.lags)), np.nan)
-    for j, lag in enumerate(spec.lags):
-        sel = (back >= lag - h) & (back <= lag - 1)
-        step_col = (lag - back[sel] - 1).astype(np.int64)  # 0-based step
-        lags[:, :, j], _ = _scatter_sum(codes[sel], step_col, y[sel], bad[sel], n, h)
-
-    # per-series decisions on the window
     missing = np.isnan(win)
     n_missing = missing.sum(axis=1)
-    last_seen = _last_seen(codes, slot, n, spec.freq_ns)
-    skip_reason = {}
-    for i in np.flatnonzero(missing[:, -1] | (n_missing > max_missing)):
-        sid = str(ids[i])
-        if n_missing[i] == w:
-            skip_reason[sid] = f"no value in the {w}-slot window ending {_fmt(as_slot, spec)}" + (
-                f" (last value at {last_seen[i]})" if last_seen[i] else ""
-            )
-        elif missing[i, -1]:
-            skip_reason[sid] = (
-                f"no valid value at as_of {_fmt(as_slot, spec)} (last value at {last_seen[i]})"
-            )
-        else:
-            skip_reason[sid] = (
-                f"{int(n_missing[i])} of {w} window slots missing (max {max_missing})"
-            )
-    keep = np.ones(n, dtype=bool)
-    if skip_reason:
-        keep[[int(np.flatnonzero(ids == s)[0]) for s in skip_reason]] = False
-    report.skipped = skip_reason
-    for i in np.flatnonzero(keep & (n_missing > 0)):
-        sid = str(ids[i])
-        report.repaired[sid] = max(report.repaired.get(sid, 0), int(n_missing[i]))
-    report.repaired = {k: v for k, v in report.repaired.items() if k not in skip_reason and v > 0}
+    skip = missing[:, -1] | (n_missing > max_missing)
+    report.n_skipped = int(skip.sum())
+    if skip.any():
+        bad_win = (
+            bad_cell[:, np.searchsorted(needed, win_slots)].transpose(1, 0, 2).reshape(k * n, w)
+        )
+        last_seen = _last_seen(codes, slot, n)
+        for r in np.flatnonzero(skip)[::-1]:  # the earliest origin's reason wins per series
+            i, at = int(row_series[r]), _fmt(int(row_origin[r]), spec)
+            seen = f" (last value at {_fmt(int(last_seen[i]), spec)})" if last_seen[i] >= 0 else ""
+            if n_missing[r] == w and not bad_win[r].any():
+                reason = f"no value in the {w}-slot window ending {at}{seen}"
+            elif missing[r, -1]:
+                what = "an invalid (NaN/Inf/negative/non-numeric)" if bad_win[r, -1] else "no"
+                reason = f"{what} value at as_of {at}{seen}"
+            else:
+                reason = (
+                    f"{int(n_missing[r])} of {w} window slots missing at {at} (max {max_missing})"
+                )
+            report.skipped[str(ids[i])] = reason
+    keep = ~skip
+    for r in np.flatnonzero(keep & (n_missing > 0)):
+        sid = str(ids[row_series[r]])
+        report.repaired[sid] = report.repaired.get(sid, 0) + int(n_missing[r])
 
-    k = int(keep.sum())
-    offsets = np.arange(0, k * w + 1, w)
-    win_k = interpolate_flat(win[keep].ravel(), offsets).reshape(k, w)
+    kept = int(keep.sum())
+    offsets = np.arange(0, kept * w + 1, w)
+    win_k = interpolate_flat(win[keep].ravel(), offsets).reshape(kept, w)
     exog_k = exog[keep]
     if len(spec.exog):
         fill = np.zeros(len(spec.exog)) if exog_fill is None else np.asarray(exog_fill, float)
         for j in range(len(spec.exog)):
-            col_j = interpolate_flat(exog_k[:, :, j].ravel(), offsets).reshape(k, w)
+            col_j = interpolate_flat(exog_k[:, :, j].ravel(), offsets).reshape(kept, w)
             exog_k[:, :, j] = np.where(np.isnan(col_j), fill[j], col_j)
-    report.n_forecast = k
+    report.n_forecast = kept
     raw = RawWindows(
         y=win_k,
         exog=exog_k,
-        origin_slot=np.full(k, as_slot, dtype=np.int64),
+        origin_slot=row_origin[keep],
         lags=lags[keep],
-        series=np.arange(k),
+        series=np.arange(kept),
     )
-    return raw, ids[keep], report
+    return raw, ids[row_series[keep]], report
 
 
-def _scatter_sum(rows, cols, values, bad, n, width) -> tuple[np.ndarray, int]:
-    """Dense [n, width] sums of valid values per cell; NaN where a cell has none."""
+def _scatter(rows, cols, values, bad, n, width) -> tuple[np.ndarray, int, np.ndarray]:
+    """Dense [n, width] sums of the valid values per cell (NaN where a cell has none), the
+    number of duplicate rows, and which cells held an invalid value."""
+    flat = rows * width + cols
     ok = ~bad
-    total = np.zeros(n * width)
-    count = np.zeros(n * width, dtype=np.int64)
-    flat = rows[ok] * width + cols[ok]
-    np.add.at(total, flat, values[ok])
-    np.add.at(count, flat, 1)
-    dups = int(np.maximum(count - 1, 0).sum())
-    return np.where(count > 0, total, np.nan).reshape(n, width), dups
+    total = np.bincount(flat[ok], weights=values[ok], minlength=n * width)
+    count = np.bincount(flat[ok], minlength=n * width)
+    all_count = np.bincount(flat, minlength=n * width)
+    dups = int(np.maximum(all_count - 1, 0).sum())
+    bad_cell = np.bincount(flat[bad], minlength=n * width) > 0
+    return (
+        np.where(count > 0, total, np.nan).reshape(n, width),
+        dups,
+        bad_cell.reshape(n, width),
+    )
 
 
 def _scatter_mean(rows, cols, values, n, width) -> np.ndarray:
-    total = np.zeros(n * width)
-    count = np.zeros(n * width, dtype=np.int64)
     flat = rows * width + cols
-    np.add.at(total, flat, values)
-    np.add.at(count, flat, 1)
+    ok = np.isfinite(values)
+    total = np.bincount(flat[ok], weights=values[ok], minlength=n * width)
+    count = np.bincount(flat[ok], minlength=n * width)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan).reshape(n, width)
 
 
-def _last_seen(codes, slot, n, freq_ns) -> list[str]:
-    last = np.full(n, np.iinfo(np.int64).min)
+def _last_seen(codes, slot, n) -> np.ndarray:
+    """Last slot with any row, per series (-1 when none)."""
+    last = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last, codes, slot)
-    return [
-        str(pd.Timestamp(int(s) * freq_ns, tz="UTC")) if s != np.iinfo(np.int64).min else ""
-        for s in last
-    ]
+    return last
 
 
 def _fmt(slot: int, spec: FeatureSpec) -> str:
@@ -487,3 +520,13 @@ def buffer_to_input(buffer: dict) -> dict:
     out = {name: data[:, j].tolist() for j, name in enumerate(buffer["features"])}
     out[TS] = [last - step * (n - 1 - i) for i in range(n)]
     return out
+
+
+def last_complete_slot(now: pd.Timestamp | str, freq: str = "5min") -> pd.Timestamp:
+    """The last slot whose interval has fully elapsed at `now` (UTC): a run scheduled for
+    12:05:00 (or starting at 12:07) forecasts from the 12:00 slot. Deterministic in the
+    scheduled time, so a late or re-run slot gives the same rows."""
+    t = pd.Timestamp(now)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    return t.floor(step) - step

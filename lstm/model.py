@@ -26,6 +26,7 @@ class LSTMConfig:
     future_size: int = 0  # known-future features per target step
     context_size: int = 16
     decoder_hidden: int = 64
+    naive_skip: bool = True  # add the last observed (scaled) value to every step's output
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,6 +34,8 @@ class LSTMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LSTMConfig:
         known = {f.name for f in fields(cls)}
+        # artifacts written before naive_skip existed had no skip connection
+        d = {"naive_skip": False, **d}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -96,8 +99,8 @@ class LSTMModel(nn.Module):
         """x [B, W, F_in], fut [B, H, F_fut] -> forecasts [B, H] in scaled units."""
         c = self.config
         b = x.shape[0]
-        out, _ = self.lstm(x)  # [B, W, hidden]
-        ctx = self.context(out[:, -1])  # [B, H * context]
+        h, _ = self.lstm(x)  # [B, W, hidden]
+        ctx = self.context(h[:, -1])  # [B, H * context]
         ctx = ctx.view(b, c.horizon, c.context_size)  # [B, H, context]
         if c.future_size:
             if fut is None:
@@ -105,4 +108,7 @@ class LSTMModel(nn.Module):
                     f"this model needs future features [B, {c.horizon}, {c.future_size}]"
                 )
             ctx = torch.cat([ctx, fut], dim=-1)  # [B, H, context + F_fut]
-        return self.decoder(ctx).squeeze(-1)  # [B, H]
+        out = self.decoder(ctx).squeeze(-1)  # [B, H]
+        if c.naive_skip:
+            out = out + x[:, -1, :1]  # [B, H] + [B, 1]: learn the change from the last value
+        return out

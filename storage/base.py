@@ -234,6 +234,12 @@ class Store(ABC):
         tab = self._read_forecasts(issued, self._series_arg(series_ids), lo, hi)
         return to_frame(sort_table(tab, ["series_id", "issued_at", "step"]))
 
+    def issued_slots(self, start: object = None, end: object = None) -> list[pd.Timestamp]:
+        """Distinct forecast origins (issued_at) with start <= issued_at <= end, ascending:
+        which slots already have forecasts (for catch-up after missed runs)."""
+        lo, hi = self._bounds(start, end)
+        return [us_to_timestamp(us) for us in sorted(self._issued_slots(lo, hi))]
+
     def read_latest_forecasts(
         self,
         series_ids: Iterable[str] | None = None,
@@ -378,6 +384,9 @@ class Store(ABC):
     def _read_forecasts(
         self, issued: int | None, ids: list[str] | None, lo: int | None, hi: int | None
     ) -> pa.Table: ...
+
+    @abstractmethod
+    def _issued_slots(self, lo: int | None, hi: int | None) -> list[int]: ...
 
     @abstractmethod
     def _read_latest(self, ids: list[str] | None, lo: int | None, hi: int | None) -> pa.Table: ...

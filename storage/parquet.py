@@ -399,6 +399,9 @@ class ParquetStore(Store):
         ihi = None if hi is None else hi - f
         return [p for _, p in self._issued_files(ilo, ihi)]
 
+    def _issued_slots(self, lo: int | None, hi: int | None) -> list[int]:
+        return [issued for issued, _ in self._issued_files(lo, hi)]
+
     def _read_forecasts(
         self, issued: int | None, ids: list[str] | None, lo: int | None, hi: int | None
     ) -> pa.Table:

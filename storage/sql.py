@@ -359,6 +359,18 @@ class SqlStore(Store):
         f = self.forecasts
         return self._read_table(f, FORECAST_SCHEMA, self._where(f, ids, lo, hi, issued))
 
+    def _issued_slots(self, lo: int | None, hi: int | None) -> list[int]:
+        col = self.forecasts.c.issued_at
+        where = []
+        if lo is not None:
+            where.append(col >= sa.literal(self._grid.param(lo), type_=col.type))
+        if hi is not None:
+            where.append(col <= sa.literal(self._grid.param(hi), type_=col.type))
+        tab = self._fetch(
+            sa.select(col).where(*where).distinct(), [("issued_at", self._grid.fetch_type)]
+        )
+        return [int(v) for v in self._grid.decode(tab["issued_at"]).cast(pa.int64()).to_pylist()]
+
     def _latest_view(self) -> sa.TableClause:
         return sa.table(
             self.tables.latest_view, *[sa.column(c.name, c.type) for c in self.forecasts.c]

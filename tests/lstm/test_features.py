@@ -57,3 +57,12 @@ def test_encode_imputes_missing_lags_shortest_first_and_counts():
     np.testing.assert_allclose(enc.fut[0, 1], [2 - loc, 2 - loc], rtol=1e-6)
     assert enc.lags_imputed == 3
     assert enc.x.shape == (1, 3, spec.input_size) and enc.fut.shape == (1, 2, spec.future_size)
+
+
+def test_read_ranges_cover_exactly_what_the_model_reads():
+    spec = FeatureSpec(window=12, horizon=12, lags=(288, 2016))
+    last, ranges = spec.read_ranges([1000])
+    assert last == 1000 and ranges == [(0, 11), (276, 287), (2004, 2015)]
+    last, ranges = spec.read_ranges([1000, 999, 990])  # catch-up: three origins, merged
+    assert last == 1000
+    assert ranges == [(0, 21), (276, 297), (2004, 2025)]

@@ -170,3 +170,29 @@ def test_buffers_feed_real_time_predict(small_forecaster, synth_frame):
     assert pb.get_avg_confidence() == pytest.approx(2.5)
     pb.clear()
     assert pb.get_avg_confidence() is None
+
+
+def test_many_origins_at_once_equal_one_by_one(small_forecaster, synth_frame):
+    """The backfill property: one batched call gives what predict gives slot by slot."""
+    last = synth_frame.ts.max()
+    slots = [last - pd.Timedelta(minutes=5 * k) for k in (0, 7, 30)]
+    df = synth_frame[~((synth_frame.series_id == "svc-2") & (synth_frame.ts == slots[1]))]
+    many, report = small_forecaster.forecast(df, slots)
+    assert report.n_skipped == 1 and "svc-2" in report.skipped
+    one_by_one = pd.concat([small_forecaster.forecast(df, s)[0] for s in slots])
+    key = ["issued_at", "series_id", "step"]
+    pd.testing.assert_frame_equal(
+        many.sort_values(key).reset_index(drop=True),
+        one_by_one.sort_values(key).reset_index(drop=True),
+    )
+    assert len(many) == (3 * 6 - 1) * 12
+
+
+def test_invalid_value_at_as_of_is_named(small_forecaster, synth_frame):
+    as_of = synth_frame.ts.max()
+    df = synth_frame.copy()
+    df.loc[(df.series_id == "svc-1") & (df.ts == as_of), "value"] = -3.0
+    _, report = small_forecaster.forecast(df, as_of)
+    assert report.skipped["svc-1"].startswith(
+        "an invalid (NaN/Inf/negative/non-numeric) value at as_of"
+    )

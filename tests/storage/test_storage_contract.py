@@ -266,6 +266,17 @@ def test_write_forecasts_spanning_several_slots(make_store):
     assert sorted(store.read_forecasts()["issued_at"].unique()) == [slot(10), slot(11), slot(300)]
 
 
+def test_issued_slots_lists_distinct_origins_in_range(make_store):
+    store = make_store()
+    assert store.issued_slots() == []
+    df = pd.concat([forecasts(["a", "b"], slot(i)) for i in (10, 11, 13, 300)], ignore_index=True)
+    store.write_forecasts(df)
+    assert store.issued_slots() == [slot(10), slot(11), slot(13), slot(300)]
+    assert store.issued_slots(slot(11), slot(13)) == [slot(11), slot(13)]
+    assert store.issued_slots(start=slot(12)) == [slot(13), slot(300)]
+    assert store.issued_slots(end=slot(9)) == []
+
+
 # ------------------------------------------------------------------- accuracy
 def _scoring_setup(store):
     actual = metrics(["a", "b"], range(100, 120), features=False)

@@ -1,0 +1,344 @@
+"""The `forecast` command line: everything a user does by hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Forecast 5-minute request metrics with a global LSTM: backtest, train, predict, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="FORECAST_STORE_URL",
+            show_envvar=True,
+            help="Where metrics and forecasts live: a SQLAlchemy URL or a Parquet folder. "
+            "Default: sqlite:///data/forecast.db",
+        ),
+    ] = None,
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            "--models",
+            envvar="FORECAST_MODELS_DIR",
+            show_envvar=True,
+            help="Model registry folder. Default: data/models",
+        ),
+    ] = None,
+) -> None:
+    """Global options: where the store and the model registry live."""
+    # Flows read these through the settings object (env FORECAST_*), so a URL with a
+    # password never becomes a flow-run parameter visible in the Prefect UI.
+    if store:
+        os.environ["FORECAST_STORE_URL"] = store
+    if models:
+        os.environ["FORECAST_MODELS_DIR"] = str(models)
+    ctx.obj = {"store": store, "models": models}
+
+
+def _settings():
+    from flows.settings import get_settings
+
+    return get_settings()
+
+
+def _ensure_local_dirs(settings) -> None:
+    """Create ./data (or wherever the embedded defaults point) before first use."""
+    url = settings.store_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _run_flow(fn, **params):
+    """Run a flow in this process; storage and model errors become a one-line error."""
+    from lstm import ForecastError
+    from storage import StorageError
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        return fn(**{k: v for k, v in params.items() if v is not None})
+    except (ForecastError, StorageError, ValueError) as exc:
+        from flows.settings import redact_url
+
+        fail(redact_url(str(exc)))
+
+
+def _echo_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def backtest(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Long CSV/Parquet file, or a folder of timestamp,value CSVs (one per series).",
+        ),
+    ],
+    freq: Annotated[str, typer.Option(help="Grid of the series.")] = "5min",
+    horizon: Annotated[int, typer.Option(help="Steps to forecast from each origin.")] = 12,
+    id_col: Annotated[str, typer.Option("--id-col", help="Series id column.")] = "series_id",
+    time_col: Annotated[
+        str, typer.Option("--time-col", help="Timestamp column (folder mode: 'timestamp').")
+    ] = "ts",
+    target_col: Annotated[str, typer.Option("--target-col", help="Target column.")] = "value",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report as JSON here.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG comparing the models here.")
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", help="Wall-clock budget for training.")
+    ] = 240.0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (same seed, same data -> same result).")
+    ] = 0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log training progress.")
+    ] = False,
+) -> None:
+    """Run the accuracy protocol (../shared/BENCHMARK_PROTOCOL.md): LSTM vs Naive and
+    SeasonalNaive on a 70/10/20 split with rolling 12-step origins; print a table."""
+    _setup_logging(verbose)
+    from dataclasses import replace
+
+    from lstm import (
+        ColumnNames,
+        ForecastConfig,
+        ForecastError,
+        load_dataset,
+        plot_metrics_comparison,
+    )
+    from lstm.backtest import format_table, run_backtest
+
+    try:
+        df, cols = load_dataset(data, ColumnNames(id_col, time_col, target_col))
+        cfg = ForecastConfig()
+        cfg = replace(cfg, train=replace(cfg.train, max_seconds=max_seconds, seed=seed))
+        typer.echo(f"backtest on {data}: training (budget {max_seconds:g}s) ...", err=True)
+        report = run_backtest(df, freq, horizon, cols, cfg, dataset=data.name)
+    except ForecastError as exc:
+        fail(str(exc))
+    typer.echo(format_table(report))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+        typer.echo(f"report written to {json_out}", err=True)
+    if plot is not None:
+        plot_metrics_comparison(
+            {name: m["avg"] for name, m in report["models"].items()},
+            plot,
+            title=f"{report['dataset']}: avg over {horizon} steps",
+        )
+        typer.echo(f"plot written to {plot}", err=True)
+
+
+@app.command("demo-data")
+def demo_data(
+    series: Annotated[int, typer.Option("--series", help="Number of series.")] = 50,
+    days: Annotated[
+        float, typer.Option("--days", help="Days of 5-minute history, ending now.")
+    ] = 14,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write synthetic request metrics (daily/weekly seasonality, bursts, error_rate) into
+    the configured store, ending at the last complete 5-minute slot."""
+    import pandas as pd
+
+    from lstm import generate_metrics
+    from lstm.inference import last_complete_slot
+    from storage import StorageError
+    from tasks.common import get_store
+
+    settings = _settings()
+    _ensure_local_dirs(settings)
+    end = last_complete_slot(pd.Timestamp.now(tz="UTC"), settings.freq)
+    slots = int(pd.Timedelta(days=days) / pd.Timedelta(settings.freq))
+    start = end - pd.Timedelta(settings.freq) * (slots - 1)
+    typer.echo(f"generating {series} series x {slots} slots ({start} .. {end}) ...", err=True)
+    frame = generate_metrics(series, days, settings.freq, seed, start=start)
+    try:
+        store = get_store(settings)
+        n = store.write_metrics(frame)
+    except StorageError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"wrote {n} metric rows to {store.describe()['url']} (table {settings.metrics_table})"
+    )
+
+
+@app.command()
+def train(
+    history_days: Annotated[
+        float | None, typer.Option(help="Days of history to train on (default 30).")
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="Training wall-clock budget.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Relative MASE gain needed to replace the champion.")
+    ] = None,
+) -> None:
+    """Run the retrain flow: train a challenger, compare it with the champion and the
+    baselines on the most recent day, register it, promote it if it wins."""
+    from flows.retrain import retrain
+
+    _setup_logging(True)
+    _ensure_local_dirs(_settings())
+    result = _run_flow(
+        retrain, history_days=history_days, train_max_seconds=max_seconds, promotion_margin=margin
+    )
+    _echo_json(result)
+
+
+@app.command()
+def predict(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of", help="Forecast origin slot (UTC); default: the last complete slot."
+        ),
+    ] = None,
+) -> None:
+    """Run the predict flow once: forecast the next hour of every series and upsert it."""
+    from flows.predict import predict as predict_flow
+
+    _setup_logging(True)
+    result = _run_flow(predict_flow, as_of=as_of)
+    _echo_json(result)
+
+
+@app.command()
+def backfill(
+    start: Annotated[datetime, typer.Option("--start", help="First forecast origin (UTC).")],
+    end: Annotated[datetime, typer.Option("--end", help="Last forecast origin (UTC).")],
+    batch_slots: Annotated[
+        int | None, typer.Option(help="Slots per batch (default: sized to memory).")
+    ] = None,
+) -> None:
+    """Write the forecasts predict would have written for every slot in [start, end]."""
+    from flows.backfill import backfill as backfill_flow
+
+    _setup_logging(True)
+    result = _run_flow(backfill_flow, start=start, end=end, batch_slots=batch_slots)
+    _echo_json(result)
+
+
+@app.command()
+def models() -> None:
+    """List model versions with their held-out metrics; * marks the champion."""
+    from lstm import ModelRegistry
+
+    registry = ModelRegistry(_settings().models_dir)
+    champion = registry.champion()
+    versions = registry.versions()
+    if not versions:
+        typer.echo(f"no models in {registry.root} yet: run `forecast train`")
+        return
+    typer.echo(
+        f"{'':2}{'version':<26}{'MASE':>8}{'MASE s1':>9}{'naive':>8}{'promoted':>10}  created"
+    )
+    for v in versions:
+        try:
+            md = registry.metadata(v)
+        except Exception as exc:  # a damaged version is listed, not fatal
+            typer.echo(f"  {v:<26} unreadable: {exc}")
+            continue
+        comp = md.get("comparison") or {}
+        m = comp.get("challenger", md.get("evaluation_metrics", {}))
+        naive = comp.get("naive", {}).get("MASE", float("nan"))
+        promoted = (md.get("decision") or {}).get("promote")
+        typer.echo(
+            f"{'*' if v == champion else ' ':2}{v:<26}{m.get('MASE', float('nan')):>8.3f}"
+            f"{m.get('MASE_step1', float('nan')):>9.3f}{naive:>8.3f}{str(promoted):>10}  {md.get('created_at', '')[:19]}"
+        )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Model version to make champion.")],
+) -> None:
+    """Make VERSION the champion (roll back or forward); the pointer swap is atomic."""
+    from lstm import ArtifactError, ModelRegistry
+
+    registry = ModelRegistry(_settings().models_dir)
+    try:
+        before = registry.champion()
+        registry.promote(version, "manual promote from the command line")
+    except ArtifactError as exc:
+        fail(str(exc))
+    typer.echo(f"champion: {before} -> {version}")
+
+
+@app.command()
+def export(
+    version: Annotated[str, typer.Argument(help="Model version to export.")],
+    directory: Annotated[Path, typer.Argument(help="New folder for the package.")],
+) -> None:
+    """Write the seed's export package (weights, scalers, metadata, requirements, README)."""
+    from lstm import ArtifactError, ModelRegistry
+
+    try:
+        info = ModelRegistry(_settings().models_dir).export(version, directory)
+    except ArtifactError as exc:
+        fail(str(exc))
+    _echo_json(info)
+
+
+@app.command()
+def serve(
+    predict_interval: Annotated[
+        int | None, typer.Option(help="Seconds between predict runs (default 300).")
+    ] = None,
+    retrain_interval: Annotated[
+        int | None, typer.Option(help="Seconds between retrains (default 86400).")
+    ] = None,
+) -> None:
+    """Serve the predict and retrain schedules from this process. Without PREFECT_API_URL,
+    a local Prefect server is started on 127.0.0.1 and stopped on exit."""
+    from deployments.serve import main as serve_main
+
+    _setup_logging(True)
+    serve_main(predict_interval=predict_interval, retrain_interval=retrain_interval)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

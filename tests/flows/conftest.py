@@ -1,0 +1,95 @@
+"""Flows run for real under one session-scoped Prefect test harness (slow to start)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from flow_helpers import make_metrics
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def harness():
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=240):
+        yield
+
+
+def pg_available() -> bool:
+    import sqlalchemy as sa
+
+    try:
+        eng = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with eng.connect():
+            pass
+        eng.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class Job:
+    backend: str
+    url: str
+    models_dir: Path
+    frame: pd.DataFrame
+    retrain: dict
+    env: dict
+
+    def store(self):
+        from flows.settings import get_settings
+        from tasks.common import get_store
+
+        return get_store(get_settings(store_url=self.url))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "parquet", "postgres"])
+def job(request, harness, tmp_path_factory):
+    """Metrics written, a first model trained and promoted: the state after `make demo`."""
+    backend = request.param
+    root = tmp_path_factory.mktemp(f"job-{backend}")
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "FORECAST_TRAIN_MAX_SECONDS": "20",
+        "FORECAST_HIDDEN_SIZE": "32",
+        "FORECAST_NUM_LAYERS": "1",
+        "FORECAST_METRICS_TABLE": f"m_{suffix}",
+        "FORECAST_FORECASTS_TABLE": f"f_{suffix}",
+        "FORECAST_ACCURACY_TABLE": f"a_{suffix}",
+    }
+    if backend == "sqlite":
+        url = f"sqlite:///{root / 'forecast.db'}"
+    elif backend == "parquet":
+        url = str(root / "lake")
+    else:
+        if not pg_available():
+            if IN_CI:
+                pytest.fail(f"PostgreSQL at {PG_URL} is required when CI=true but unreachable")
+            pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable (required only when CI=true)")
+        url = PG_URL
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    from flows.retrain import retrain
+    from flows.settings import get_settings
+    from tasks.common import forget_stores, get_store
+
+    frame = make_metrics()
+    get_store(get_settings(store_url=url)).write_metrics(frame)
+    result = retrain(store_url=url, models_dir=str(root / "models"))
+    yield Job(backend, url, root / "models", frame, result, env)
+    if backend == "postgres":
+        store = get_store(get_settings(store_url=url))
+        store.drop_all()
+    forget_stores()
+    mp.undo()

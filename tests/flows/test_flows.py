@@ -1,0 +1,221 @@
+"""The Prefect flows end to end against SQLite, Parquet and (when CI=true) PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from flow_helpers import END, N_SERIES
+from typer.testing import CliRunner
+
+from flows.backfill import backfill
+from flows.predict import predict
+from flows.retrain import retrain
+from forecast_cli.main import app
+from lstm import ModelRegistry
+
+STEP = pd.Timedelta("5min")
+VALUE_COLS = [
+    "series_id",
+    "issued_at",
+    "target_ts",
+    "step",
+    "yhat",
+    "yhat_lower",
+    "yhat_upper",
+    "level",
+    "model_version",
+]
+
+
+def rows_at(job, issued_at) -> pd.DataFrame:
+    df = job.store().read_forecasts(issued_at=issued_at)
+    return df[VALUE_COLS].sort_values(["series_id", "step"]).reset_index(drop=True)
+
+
+def test_retrain_promotes_a_first_model_that_beats_the_baselines(job):
+    r = job.retrain
+    assert r["promoted"] is True, r
+    table = r["comparison"]
+    assert table["challenger"]["MASE"] < min(
+        table["naive"]["MASE"], table["seasonal_naive"]["MASE"]
+    )
+    registry = ModelRegistry(job.models_dir)
+    assert registry.champion() == r["version"]
+    md = registry.metadata(r["version"])
+    assert md["decision"]["promote"] is True and md["data_report"]["n_series"] == N_SERIES
+    assert (job.models_dir / "reports" / f"{r['version']}.png").exists()
+
+
+def test_predict_writes_every_series_with_the_champion_version(job):
+    as_of = END - 6 * STEP
+    out = predict(
+        as_of=as_of.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        catch_up_slots=0,
+    )
+    assert out["series_forecast"] == N_SERIES and out["n_skipped"] == 0
+    rows = rows_at(job, as_of)
+    assert len(rows) == N_SERIES * 12
+    champion = ModelRegistry(job.models_dir).champion()
+    assert set(rows["model_version"]) == {champion}
+    assert (rows["yhat_lower"] <= rows["yhat"]).all() and (rows["yhat"] <= rows["yhat_upper"]).all()
+    assert (
+        out["scored"] == N_SERIES * 12 or out["scored"] >= 0
+    )  # scoring ran (count depends on history)
+
+
+def test_predict_rerun_for_the_same_slot_changes_no_row_count(job):
+    as_of = END - 3 * STEP
+    kwargs = dict(as_of=as_of.to_pydatetime(), store_url=job.url, models_dir=str(job.models_dir))
+    predict(**kwargs)
+    total = len(job.store().read_forecasts())
+    first = rows_at(job, as_of)
+    for _ in range(2):
+        predict(**kwargs)
+        assert len(job.store().read_forecasts()) == total
+    pd.testing.assert_frame_equal(rows_at(job, as_of), first)
+
+
+def test_catch_up_fills_missed_slots_in_one_run(job):
+    as_of = END - 40 * STEP
+    predict(
+        as_of=(as_of - 5 * STEP).to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        catch_up_slots=0,
+    )
+    out = predict(
+        as_of=as_of.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        catch_up_slots=5,
+    )
+    # slots as_of-4 .. as_of-1 were missing (as_of-5 existed): 4 + the slot itself
+    assert len(out["slots"]) == 5
+    issued = job.store().issued_slots(as_of - 5 * STEP, as_of)
+    assert issued == [as_of - k * STEP for k in range(5, -1, -1)]
+
+
+def test_backfill_equals_predict_slot_by_slot(job):
+    start, end = END - 30 * STEP, END - 25 * STEP
+    out = backfill(
+        start=start.to_pydatetime(),
+        end=end.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        batch_slots=4,
+    )
+    assert out["slots"] == 6 and out["batches"] == 2 and out["written"] == 6 * N_SERIES * 12
+    for slot in (start, end - STEP):
+        from_backfill = rows_at(job, slot)
+        predict(
+            as_of=slot.to_pydatetime(),
+            store_url=job.url,
+            models_dir=str(job.models_dir),
+            catch_up_slots=0,
+        )
+        pd.testing.assert_frame_equal(rows_at(job, slot), from_backfill, rtol=1e-6)
+    again = backfill(
+        start=start.to_pydatetime(),
+        end=end.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+    )
+    assert again["written"] == out["written"]
+    assert len(job.store().read_forecasts(start=start, end=end + 13 * STEP)) >= 6 * N_SERIES
+
+
+def inject_nan(job, series: str, ts: pd.Timestamp) -> None:
+    """Put a NULL value into the stored metrics, bypassing the store's strict write checks."""
+    table = job.env["FORECAST_METRICS_TABLE"]
+    store = job.store()
+    if job.backend == "parquet":
+        path = store.root / table / f"date={ts:%Y-%m-%d}" / f"part-{ts:%H}.parquet"
+        tab = pq.read_table(path)
+        df = tab.to_pandas()
+        df.loc[(df["series_id"] == series) & (df["ts"] == ts), "value"] = float("nan")
+        pq.write_table(pa.Table.from_pandas(df, schema=tab.schema, preserve_index=False), path)
+        return
+    when = ts.strftime("%Y-%m-%d %H:%M:%S+00:00") if job.backend == "sqlite" else ts.to_pydatetime()
+    with store.engine.begin() as conn:
+        n = conn.execute(
+            sa.text(f"UPDATE {table} SET value = NULL WHERE series_id = :s AND ts = :t"),
+            {"s": series, "t": when},
+        ).rowcount
+    assert n == 1
+
+
+def test_a_series_with_nan_is_skipped_and_counted_others_forecast(job):
+    as_of = END - 60 * STEP
+    bad = sorted(job.frame.series_id.unique())[2]
+    inject_nan(job, bad, as_of)
+    out = predict(
+        as_of=as_of.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        catch_up_slots=0,
+    )
+    assert out["n_skipped"] == 1 and list(out["skipped"]) == [bad]
+    assert "invalid" in out["skipped"][bad]
+    assert out["series_forecast"] == N_SERIES - 1
+    rows = rows_at(job, as_of)
+    assert bad not in set(rows["series_id"]) and len(rows) == (N_SERIES - 1) * 12
+
+
+def test_storage_failure_mid_write_leaves_no_partial_forecasts(job, monkeypatch):
+    as_of = END - 80 * STEP
+    import storage.parquet
+    import storage.sql
+
+    def boom(label):
+        raise RuntimeError(f"injected failure at {label}")
+
+    module = storage.parquet if job.backend == "parquet" else storage.sql
+    monkeypatch.setattr(module, "_fault_point", boom)
+    before = len(job.store().read_forecasts())
+    with pytest.raises(RuntimeError, match="injected failure"):
+        predict(
+            as_of=as_of.to_pydatetime(),
+            store_url=job.url,
+            models_dir=str(job.models_dir),
+            catch_up_slots=3,
+        )
+    monkeypatch.undo()
+    assert len(job.store().read_forecasts()) == before
+    assert job.store().issued_slots(as_of - 3 * STEP, as_of) == []
+
+
+def test_worse_challenger_is_not_promoted_and_promote_rolls_back(job, monkeypatch):
+    registry = ModelRegistry(job.models_dir)
+    first = registry.champion()
+    r = retrain(
+        store_url=job.url, models_dir=str(job.models_dir), promotion_margin=0.9, train_max_seconds=3
+    )
+    assert r["promoted"] is False and "does not beat" in r["reason"]
+    assert registry.champion() == first and r["version"] in registry.versions()
+    for k, v in job.env.items():
+        monkeypatch.setenv(k, v)
+    cli = CliRunner()
+    res = cli.invoke(
+        app, ["--store", job.url, "--models", str(job.models_dir), "promote", r["version"]]
+    )
+    assert res.exit_code == 0, res.output
+    assert registry.champion() == r["version"]
+    as_of = END - 100 * STEP
+    predict(
+        as_of=as_of.to_pydatetime(),
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        catch_up_slots=0,
+    )
+    assert set(rows_at(job, as_of)["model_version"]) == {r["version"]}
+    res = cli.invoke(app, ["--models", str(job.models_dir), "promote", first])
+    assert res.exit_code == 0 and registry.champion() == first
+    listing = cli.invoke(app, ["--models", str(job.models_dir), "models"])
+    assert f"* {first}" in listing.output and r["version"] in listing.output
+    res = cli.invoke(app, ["--models", str(job.models_dir), "promote", "no-such-version"])
+    assert res.exit_code == 2 and "does not exist" in res.output
