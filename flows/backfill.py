@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.settings import get_settings
-from tasks.common import get_store
+from tasks.common import get_store, retrying
 from tasks.model_tasks import forecast_batch, load_champion_cached
 from tasks.storage_tasks import read_windows, score_forecasts, write_forecasts
 
@@ -42,9 +42,9 @@ def backfill(
     written = skipped = 0
     for i in range(0, len(slots), k):
         chunk = slots[i : i + k]
-        history = read_windows(settings, forecaster.spec, chunk)
+        history = retrying(read_windows, settings)(settings, forecaster.spec, chunk)
         frame, report = forecast_batch(forecaster, version, history, chunk, settings)
-        written += write_forecasts(settings, frame)
+        written += retrying(write_forecasts, settings)(settings, frame)
         skipped += report.n_skipped
         log.info(
             "backfill %s .. %s: %d rows (%d/%d slots)",
@@ -54,7 +54,7 @@ def backfill(
             min(i + k, len(slots)),
             len(slots),
         )
-    scored = score_forecasts(settings, hi, len(slots) + settings.horizon)
+    scored = retrying(score_forecasts, settings)(settings, hi, len(slots) + settings.horizon)
     return {
         "slots": len(slots),
         "batches": -(-len(slots) // k),

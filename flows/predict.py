@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, runtime
 
 from flows.settings import get_settings
 from lstm.inference import last_complete_slot, to_slot
+from tasks.common import retrying
 from tasks.model_tasks import forecast_batch, load_champion_cached
 from tasks.reporting import publish_predict
 from tasks.storage_tasks import issued_slots, read_windows, score_forecasts, write_forecasts
@@ -57,19 +58,31 @@ def predict(
     slots = [as_slot]
     if settings.catch_up_slots > 0:
         lo = as_slot - settings.catch_up_slots
-        done = {
-            to_slot(s, spec.freq_ns)
-            for s in issued_slots(
-                settings, slot_ts(lo, spec.freq_ns), slot_ts(as_slot - 1, spec.freq_ns)
-            )
-        }
+        written_before = retrying(issued_slots, settings)(
+            settings, slot_ts(lo, spec.freq_ns), slot_ts(as_slot - 1, spec.freq_ns)
+        )
+        done = {to_slot(s, spec.freq_ns) for s in written_before}
         slots = sorted(set(range(lo, as_slot)) - done) + [as_slot]
     slot_stamps = [slot_ts(s, spec.freq_ns) for s in slots]
-    history = read_windows(settings, spec, slot_stamps)
+    clock = time.perf_counter()
+    timings = {"setup_s": time.monotonic() - t0}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    history = retrying(read_windows, settings)(settings, spec, slot_stamps)
+    lap("read_s")
     frame, report = forecast_batch(forecaster, version, history, slot_stamps, settings)
-    written = write_forecasts(settings, frame)
+    lap("forecast_s")
+    written = retrying(write_forecasts, settings)(settings, frame)
+    lap("write_s")
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
-    scored = score_forecasts(settings, slot_stamps[-1], len(slot_stamps))
+    scored = retrying(score_forecasts, settings)(settings, slot_stamps[-1], len(slot_stamps))
+    lap("score_s")
+    timings.update({k: v for k, v in report.timings.items()})
     seconds = time.monotonic() - t0
     publish_predict(slot_stamps, version, written, scored, report, seconds)
     log.info(
@@ -92,6 +105,9 @@ def predict(
         "skipped": dict(report.skipped),
         "n_skipped": report.n_skipped,
         "repaired": dict(report.repaired),
+        "duplicate_rows": report.duplicate_rows,
+        "off_grid_rows": report.off_grid_rows,
         "scored": scored,
         "seconds": round(seconds, 3),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
     }

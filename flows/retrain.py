@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from flows.settings import get_settings
 from lstm import ArtifactError, ModelRegistry
 from lstm.promotion import plot_holdout
-from tasks.common import COMPUTE_TASK
+from tasks.common import COMPUTE_TASK, retrying
 from tasks.model_tasks import compare, holdout, prepare_panel, train_challenger
 from tasks.reporting import publish_retrain
 from tasks.storage_tasks import read_history
@@ -53,7 +53,7 @@ def retrain(
         promotion_margin=promotion_margin,
         holdout_days=holdout_days,
     )
-    history = read_history(settings)
+    history = retrying(read_history, settings)(settings)
     panel, prep = prepare_panel(history, settings)
     split = holdout(panel, settings)
     registry = ModelRegistry(settings.models_dir)

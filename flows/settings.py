@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     catch_up_slots: int = 12  # a run also fills missing forecast slots this far back
     max_lateness_slots: int = 3  # a scheduled run later than this skips its own slot
     score_lookback_slots: int = 288
+    storage_retries: int = 4  # transient storage errors: retry with exponential backoff
+    storage_retry_delay_s: float = 5.0  # first delay; then x2 (5, 10, 20, 40 s)
+
+    def storage_task_options(self) -> dict:
+        """Retry options for storage tasks, from these settings (tests shorten them)."""
+        return {
+            "retries": self.storage_retries,
+            "retry_delay_seconds": [
+                self.storage_retry_delay_s * 2**i for i in range(self.storage_retries)
+            ],
+        }
 
     @field_validator("models_dir")
     @classmethod

@@ -61,7 +61,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's pid in the name lets a later cleanup tell a crashed writer's leftovers
+    # from a file another live process is writing right now
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -401,6 +405,23 @@ def load_forecaster(path: str | Path) -> Forecaster:
     return forecaster_from_parts(model.eval(), fs, ts, metadata)
 
 
+def _pid_alive(pid: str) -> bool:
+    """Whether process `pid` (from a temp file name) still runs; unknown -> not alive."""
+    try:
+        n = int(pid)
+    except ValueError:
+        return False
+    if n == os.getpid():
+        return True  # this process: maybe a save in another thread (its own failures clean up)
+    try:
+        os.kill(n, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ModelRegistry:
     """A folder of immutable model versions and an atomically replaced champion pointer.
 
@@ -420,7 +441,7 @@ class ModelRegistry:
         metadata = build_metadata(
             forecaster, metrics, version=version, created_at=datetime.now(UTC).isoformat(), **extra
         )
-        tmp = self.versions_dir / f".tmp-{version}"
+        tmp = self.versions_dir / f".tmp-{os.getpid()}-{version}"
         try:
             write_version_dir(forecaster, tmp, metadata)
             os.rename(tmp, self.versions_dir / version)
@@ -436,16 +457,29 @@ class ModelRegistry:
         return version
 
     def cleanup(self) -> int:
-        """Remove temp folders and files left by a crashed save or promotion."""
+        """Remove temp folders and files left by a crashed save or promotion.
+
+        Only leftovers of processes that are gone are removed; a save in progress in
+        another live process is left alone. Runs before every save and in every predict run.
+        """
         removed = 0
+        candidates = []
         if self.versions_dir.exists():
-            for p in self.versions_dir.glob(".tmp-*"):
-                shutil.rmtree(p, ignore_errors=True)
-                removed += 1
+            candidates += [(p, p.name.split("-")[1]) for p in self.versions_dir.glob(".tmp-*")]
         if self.root.exists():
-            for p in self.root.glob(f".{CHAMPION}.*.tmp"):
-                p.unlink(missing_ok=True)
-                removed += 1
+            candidates += [(p, p.name.split(".")[3]) for p in self.root.glob(f".{CHAMPION}.*.tmp")]
+        for path, pid in candidates:
+            if _pid_alive(pid):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.warning(
+                "removed %d temporary file(s) left by an interrupted save in %s", removed, self.root
+            )
         return removed
 
     def versions(self) -> list[str]:

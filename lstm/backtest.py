@@ -129,7 +129,7 @@ def run_backtest(
     baselines = {
         "naive": lambda: np.repeat(raw.y[:, -1:], horizon, axis=1),
         "seasonal_naive": lambda: np.where(
-            np.isnan(raw.lags[:, :, 0]), raw.y[:, -1:], raw.lags[:, :, 0]
+            np.isnan(raw.target_lags[:, :, 0]), raw.y[:, -1:], raw.target_lags[:, :, 0]
         ),
     }
     for name, make in baselines.items():

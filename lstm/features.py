@@ -128,10 +128,12 @@ class FeatureSpec:
     exog: tuple[str, ...] = ()
     lags: tuple[int, ...] = (288, 2016)
     use_level: bool = True
+    lags_in_window: bool = True  # also feed each window step's lagged values to the encoder
 
     @property
     def input_size(self) -> int:
-        return 1 + len(self.calendar) + len(self.exog) + int(self.use_level)
+        n_lag = len(self.lags) if self.lags_in_window else 0
+        return 1 + len(self.calendar) + len(self.exog) + n_lag + int(self.use_level)
 
     @property
     def future_size(self) -> int:
@@ -139,7 +141,8 @@ class FeatureSpec:
 
     @property
     def input_names(self) -> list[str]:
-        return ["z", *self.calendar, *self.exog] + (["level"] if self.use_level else [])
+        lagged = [f"{lag_name(lag)}_in" for lag in self.lags] if self.lags_in_window else []
+        return ["z", *self.calendar, *self.exog, *lagged] + (["level"] if self.use_level else [])
 
     @property
     def future_names(self) -> list[str]:
@@ -158,8 +161,9 @@ class FeatureSpec:
         last = int(origins[-1])
         back = last - origins
         ranges = [(int(b), int(b) + self.window - 1) for b in back]
+        reach = self.window - 1 if self.lags_in_window else -1  # the lagged window steps too
         for lag in self.lags:
-            ranges += [(int(b) + lag - self.horizon, int(b) + lag - 1) for b in back]
+            ranges += [(int(b) + lag - self.horizon, int(b) + lag + reach) for b in back]
         ranges.sort()
         merged: list[list[int]] = []
         for lo, hi in ranges:
@@ -184,6 +188,8 @@ class FeatureSpec:
             exog=tuple(d["exog"]),
             lags=tuple(int(v) for v in d["lags"]),
             use_level=bool(d["use_level"]),
+            # specs written before the field existed fed lags to the decoder only
+            lags_in_window=bool(d.get("lags_in_window", False)),
         )
 
 
@@ -206,8 +212,9 @@ def encode(
     feature_scaler: FeatureScaler,
     exog_index: Sequence[int] | None = None,
 ) -> Encoded:
-    """Raw windows -> scaled model inputs. Missing lags fall back to the next shorter lag,
-    then to the last observed value (a seasonal-naive -> naive chain), and are counted.
+    """Raw windows -> scaled model inputs. A missing lag value falls back to the next
+    shorter lag, then to the value it lags (for a target step: the last observed value, a
+    seasonal-naive -> naive chain); imputed target-step lags are counted.
 
     `exog_index` picks the spec's exogenous columns out of raw.exog (default: the first E).
     """
@@ -220,24 +227,26 @@ def encode(
     if spec.exog:
         idx = list(range(len(spec.exog))) if exog_index is None else list(exog_index)
         parts.append(feature_scaler.transform(raw.exog[:, :, idx]))
+    imputed = 0
+    zl = None
+    if spec.lags:
+        zl = target_scaler.apply(raw.lags, loc, scale)  # [B, W+H, L]
+        # what a missing lag falls back to: the lagged step itself (window) or the last value
+        fallback = np.concatenate([z, np.broadcast_to(z[:, -1:], (b, spec.horizon))], axis=1)
+        for j in np.argsort(spec.lags):  # shortest lag first
+            missing = np.isnan(zl[:, :, j])
+            imputed += int(missing[:, w:].sum())
+            zl[:, :, j] = np.where(missing, fallback, zl[:, :, j])
+            fallback = zl[:, :, j]
+        if spec.lags_in_window:
+            parts.append(zl[:, :w, :])
     if spec.use_level:
         parts.append(np.broadcast_to((loc / 5.0)[:, None, None], (b, w, 1)))
     x = np.concatenate(parts, axis=-1).astype(np.float32)  # [B, W, F_in]
 
     fparts = []
-    imputed = 0
-    if spec.lags:
-        zl = target_scaler.apply(raw.lags, loc, scale)  # [B, H, L]
-        order = np.argsort(spec.lags)  # shortest lag first
-        fallback = np.broadcast_to(z[:, -1:], zl.shape[:2]).copy()  # naive: last value
-        for j in order:
-            col = zl[:, :, j]
-            missing = np.isnan(col)
-            imputed += int(missing.sum())
-            col = np.where(missing, fallback, col)
-            zl[:, :, j] = col
-            fallback = col
-        fparts.append(zl)
+    if zl is not None:
+        fparts.append(zl[:, w:, :])  # [B, H, L]
     if spec.calendar:
         tgt_slots = raw.origin_slot[:, None] + np.arange(1, spec.horizon + 1)  # [B, H]
         fparts.append(calendar_features(tgt_slots, spec.freq_ns, spec.calendar))

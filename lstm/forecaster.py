@@ -26,8 +26,24 @@ from lstm.features import (
 from lstm.intervals import ConformalIntervals
 from lstm.model import LSTMConfig, LSTMModel
 from lstm.panel import Panel, freq_to_ns
-from lstm.training import BatchIterator, TrainConfig, TrainResult, set_seed, set_threads, train
-from lstm.windows import RawWindows, Split, gather, protocol_split, train_origins, val_origins
+from lstm.training import (
+    BatchIterator,
+    TrainConfig,
+    TrainResult,
+    set_seed,
+    set_threads,
+    train,
+    train_schedule,
+)
+from lstm.windows import (
+    RawWindows,
+    Split,
+    expand_ranges,
+    gather,
+    protocol_split,
+    train_origins,
+    val_origins,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +59,7 @@ class ForecastConfig:
     calendar: tuple[str, ...] = CALENDAR_FEATURES
     exog: tuple[str, ...] | None = None  # None: every exogenous column of the training data
     use_level: bool = True
+    lags_in_window: bool = True  # the encoder also sees each window step's lagged values
     select_top_k: int | None = None  # keep the k most important candidate features (RF)
     levels: tuple[float, ...] = (0.8, 0.95)
     interval_bins: int = 4
@@ -79,6 +96,7 @@ class InferenceReport:
     n_skipped: int = 0  # skipped forecasts (series x origin)
     off_grid_rows: int = 0
     duplicate_rows: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # features_s, model_s, frame_s
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +161,7 @@ class Forecaster:
             exog=exog,
             lags=tuple(cfg.lags),
             use_level=cfg.use_level,
+            lags_in_window=cfg.lags_in_window,
         )
         tr = train_origins(panel, split, spec.window, spec.horizon)
         va = val_origins(panel, split, spec.window, spec.horizon)
@@ -184,15 +203,20 @@ class Forecaster:
         )
         model = LSTMModel(mcfg)
 
+        weights = _series_weights(panel, split) if cfg.train.series_weighting else None
+
         def make_batch(origins: np.ndarray):
             def batch(idx: np.ndarray):
                 raw = gather(panel, origins[idx], spec.window, spec.horizon, spec.lags)
                 enc = encode(raw, spec, target_scaler, feature_scaler, exog_idx)
-                return (
+                out = (
                     torch.from_numpy(enc.x),
                     torch.from_numpy(enc.fut),
                     torch.from_numpy(enc.z_target),
                 )
+                if weights is not None:
+                    out = (*out, torch.from_numpy(weights[raw.series]))
+                return out
 
             return batch
 
@@ -220,6 +244,25 @@ class Forecaster:
         forecaster.intervals = ConformalIntervals.fit(
             enc.z_target - z_pred, enc.loc, cfg.levels, n_bins=cfg.interval_bins
         )
+        refit = None
+        if tc.refit_on_validation and result.best_epoch > 0:
+            # The most recent data matter most: retrain a fresh network on train + validation
+            # with the schedule that early stopping chose (same epochs, same learning rates).
+            # Intervals stay calibrated on the first network's held-out residuals.
+            both = expand_ranges(
+                panel.offsets,
+                np.full(panel.n_series, spec.window - 1),
+                split.n_train + split.n_val - 1 - spec.horizon,
+            )
+            lrs = [row["lr"] for row in result.history[: result.best_epoch]]
+            lrs += [lrs[-1] * 0.5] * tc.refit_extra_epochs
+            set_seed(tc.seed)
+            model_b = LSTMModel(mcfg)
+            loader_b = BatchIterator(
+                len(both), make_batch(both), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch
+            )
+            refit = train_schedule(model_b, loader_b, lrs, tc, tc.refit_average_last)
+            forecaster.model = model_b.eval()
         first = panel.timestamps(panel.offsets[:-1])
         end_train = panel.timestamps(panel.offsets[:-1] + split.n_train + split.n_val - 1)
         forecaster.metadata = {
@@ -239,6 +282,7 @@ class Forecaster:
                 "stop_reason": result.stop_reason,
                 "seconds": round(time.monotonic() - t_start, 3),
                 "history": result.history,
+                "refit": refit,
             },
         }
         return forecaster
@@ -334,6 +378,7 @@ class Forecaster:
             and not isinstance(as_of, str | pd.Timestamp)
             and hasattr(as_of, "__len__")
         )
+        t0 = time.perf_counter()
         raw, ids, report = prepare_windows(
             history,
             self.spec,
@@ -341,11 +386,19 @@ class Forecaster:
             max_missing=max_missing,
             exog_fill=self.feature_scaler.mean,
         )
+        t1 = time.perf_counter()
         if len(ids) == 0:
+            report.timings = {"features_s": t1 - t0, "model_s": 0.0, "frame_s": 0.0}
             return _empty_forecast_frame(), report
         arrays = self.predict_raw(raw, (level,), chunk_size=chunk_size)
+        t2 = time.perf_counter()
         report.lags_imputed = arrays.lags_imputed
         frame = forecast_frame(ids, raw.origin_slot, self.spec.freq_ns, arrays, level)
+        report.timings = {
+            "features_s": t1 - t0,  # validating, scattering and repairing the history
+            "model_s": t2 - t1,  # scaling, the network, intervals
+            "frame_s": time.perf_counter() - t2,  # building the output rows
+        }
         return frame, report
 
 
@@ -387,6 +440,26 @@ def _empty_forecast_frame() -> pd.DataFrame:
             "level": pd.Series([], dtype=float),
         }
     )
+
+
+def _series_weights(panel: Panel, split: Split) -> np.ndarray:
+    """[N] float32: 1 / each series' in-sample naive MAE in log space, mean 1 over series.
+
+    The loss then weighs every series like MASE does (error relative to how hard the
+    series is), instead of letting noisy low-count series dominate log-space errors.
+    Training-only: inference needs no per-series state.
+    """
+    ly = np.log1p(np.maximum(panel.y, 0.0))
+    diff = np.abs(np.diff(ly, prepend=ly[:1]))
+    pos = _train_positions(panel, split)
+    series = panel.series_index[pos]
+    first = np.isin(pos, panel.offsets[:-1])  # no difference across a series boundary
+    sums = np.bincount(series[~first], weights=diff[pos][~first], minlength=panel.n_series)
+    counts = np.bincount(series[~first], minlength=panel.n_series)
+    scale = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-3), scale, np.nanmedian(scale))
+    w = 1.0 / scale
+    return (w / w.mean()).astype(np.float32)
 
 
 def _train_positions(panel: Panel, split: Split) -> np.ndarray:

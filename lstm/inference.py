@@ -92,7 +92,8 @@ def prepare_windows(
     # the slots the model reads, as columns of a dense [N, S] matrix
     win_slots = origins[:, None] + np.arange(-w + 1, 1)  # [K, W]
     lag_arr = np.asarray(spec.lags, dtype=np.int64)
-    lag_slots = origins[:, None, None] + np.arange(1, h + 1)[None, :, None] - lag_arr  # [K, H, L]
+    steps = np.arange(-w + 1, h + 1)  # every window and target step
+    lag_slots = origins[:, None, None] + steps[None, :, None] - lag_arr  # [K, W+H, L]
     needed = np.unique(np.concatenate([win_slots.ravel(), lag_slots.ravel()]))
     pos = np.searchsorted(needed, slot)
     hit = (pos < len(needed)) & (needed[np.minimum(pos, len(needed) - 1)] == slot)
@@ -108,8 +109,8 @@ def prepare_windows(
 
     win = cells[:, np.searchsorted(needed, win_slots)]  # [N, K, W]
     win = win.transpose(1, 0, 2).reshape(k * n, w)  # row = origin * N + series
-    lags = cells[:, np.searchsorted(needed, lag_slots)]  # [N, K, H, L]
-    lags = lags.transpose(1, 0, 2, 3).reshape(k * n, h, len(spec.lags))
+    lags = cells[:, np.searchsorted(needed, lag_slots)]  # [N, K, W+H, L]
+    lags = lags.transpose(1, 0, 2, 3).reshape(k * n, w + h, len(spec.lags))
     exog = np.zeros((k * n, w, len(spec.exog)))
     for j, m in enumerate(exog_cells):
         exog[:, :, j] = (
@@ -207,7 +208,7 @@ def _empty_raw(spec: FeatureSpec) -> RawWindows:
         y=np.zeros((0, spec.window)),
         exog=np.zeros((0, spec.window, len(spec.exog))),
         origin_slot=np.zeros(0, dtype=np.int64),
-        lags=np.zeros((0, spec.horizon, len(spec.lags))),
+        lags=np.zeros((0, spec.window + spec.horizon, len(spec.lags))),
         series=np.zeros(0, dtype=np.int64),
     )
 
@@ -353,9 +354,9 @@ def raw_from_dict(data: Mapping, spec: FeatureSpec) -> RawWindows:
     last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
     origin_slot = last.value // spec.freq_ns
     n = len(y)
-    lags = np.full((1, h, len(spec.lags)), np.nan)
+    lags = np.full((1, w + h, len(spec.lags)), np.nan)
     for j, lag in enumerate(spec.lags):
-        pos = n - 1 + np.arange(1, h + 1) - lag
+        pos = n - 1 + np.arange(-w + 1, h + 1) - lag
         ok = pos >= 0
         lags[0, ok, j] = y[pos[ok]]
     exog = np.zeros((1, w, len(spec.exog)))

@@ -60,7 +60,9 @@ def compare_models(
     }
     preds: dict[str, np.ndarray] = {
         "naive": np.repeat(raw.y[:, -1:], horizon, axis=1),
-        "seasonal_naive": np.where(np.isnan(raw.lags[:, :, 0]), raw.y[:, -1:], raw.lags[:, :, 0]),
+        "seasonal_naive": np.where(
+            np.isnan(raw.target_lags[:, :, 0]), raw.y[:, -1:], raw.target_lags[:, :, 0]
+        ),
     }
     rows: dict[str, dict] = {}
     errors: dict[str, str] = {}

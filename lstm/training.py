@@ -28,7 +28,7 @@ class TrainConfig:
     """Optimisation settings; stored in the model metadata."""
 
     epochs: int = 200
-    batch_size: int = 1024
+    batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "mae"  # mae | mse | huber  (MAE in log space estimates the median)
@@ -39,6 +39,13 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock budget for the whole fit
     max_windows_per_epoch: int | None = 200_000  # sample this many training windows per epoch
     max_val_windows: int | None = 100_000
+    # After early stopping, train a fresh network on train + validation (the most recent
+    # data) with the chosen epochs and learning rates, plus a few at half the last rate,
+    # and average the weights of the last epochs (SWA). Bounded by the first phase's time.
+    refit_on_validation: bool = True
+    refit_extra_epochs: int = 3
+    refit_average_last: int = 5
+    series_weighting: bool = True  # weight windows by 1 / the series' naive log-MAE (~MASE)
     seed: int = 0
     num_threads: int | None = None  # torch intra-op threads (None: all cores)
 
@@ -76,21 +83,35 @@ def set_threads(num_threads: int | None) -> None:
 
 
 def make_loss(name: str) -> nn.Module:
-    losses = {"mae": nn.L1Loss(), "mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=0.5)}
+    """Element-wise loss (reduction='none'); `batch_loss` applies weights and the mean."""
+    losses = {
+        "mae": nn.L1Loss(reduction="none"),
+        "mse": nn.MSELoss(reduction="none"),
+        "huber": nn.HuberLoss(reduction="none", delta=0.5),
+    }
     if name not in losses:
         raise ValueError(f"loss {name!r} unknown; choose one of {sorted(losses)}")
     return losses[name]
 
 
-Batch = tuple[torch.Tensor, ...]  # (x, y) or (x, fut, y)
+Batch = tuple[torch.Tensor, ...]  # (x, y), (x, fut, y) or (x, fut, y, weight)
 
 
-def _forward(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    if len(batch) == 3:
-        x, fut, y = batch
-        return model(x, fut), y
-    x, y = batch
-    return model(x), y
+def batch_loss(model: nn.Module, batch: Batch, criterion: nn.Module) -> tuple[torch.Tensor, int]:
+    """Mean (optionally weighted) loss of one batch and its size."""
+    if len(batch) == 4:
+        x, fut, y, w = batch
+        pred = model(x, fut)
+    elif len(batch) == 3:
+        (x, fut, y), w = batch, None
+        pred = model(x, fut)
+    else:
+        (x, y), w = batch, None
+        pred = model(x)
+    elem = criterion(pred.reshape(y.shape), y)
+    if w is not None:
+        elem = elem * w.reshape(w.shape + (1,) * (elem.ndim - w.ndim))
+    return elem.mean(), len(y)
 
 
 def train_epoch(
@@ -105,8 +126,7 @@ def train_epoch(
     model.train()
     total, count, steps = 0.0, 0, 0
     for batch in loader:
-        pred, y = _forward(model, batch)
-        loss = criterion(pred.reshape(y.shape), y)
+        loss, n = batch_loss(model, batch, criterion)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"training loss became {loss.item()} at step {steps}: check the input for "
@@ -117,7 +137,6 @@ def train_epoch(
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        n = len(y)
         total += loss.item() * n
         count += n
         steps += 1
@@ -132,9 +151,9 @@ def validate_epoch(model: nn.Module, loader: Iterable[Batch], criterion: nn.Modu
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
-        pred, y = _forward(model, batch)
-        total += criterion(pred.reshape(y.shape), y).item() * len(y)
-        count += len(y)
+        loss, n = batch_loss(model, batch, criterion)
+        total += loss.item() * n
+        count += n
     return total / count if count else math.nan
 
 
@@ -159,6 +178,7 @@ def train(
     bad_epochs = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.monotonic()
+        lr_used = optimizer.param_groups[0]["lr"]
         train_loss, steps = train_epoch(
             model, train_loader, optimizer, criterion, cfg.grad_clip, deadline
         )
@@ -178,7 +198,8 @@ def train(
             "epoch": epoch,
             "train_loss": train_loss,
             "val_loss": val_loss,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr_used,
+            "steps": steps,
             "seconds": time.monotonic() - t0,
         }
         result.history.append(row)
@@ -211,6 +232,55 @@ def train(
         result.steps,
     )
     return result
+
+
+def train_schedule(
+    model: nn.Module,
+    train_loader: Iterable[Batch],
+    lrs: list[float],
+    config: TrainConfig | None = None,
+    average_last: int = 0,
+) -> list[dict]:
+    """Train for len(lrs) epochs with the given learning rate per epoch and no validation:
+    replays a finished run's schedule on more data (train + validation). With
+    `average_last` = k, the weights after each of the last k epochs are averaged (SWA)."""
+    cfg = config or TrainConfig()
+    averaged: dict[str, torch.Tensor] | None = None
+    n_avg = 0
+    criterion = make_loss(cfg.loss)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=lrs[0] if lrs else cfg.lr, weight_decay=cfg.weight_decay
+    )
+    history = []
+    for epoch, lr in enumerate(lrs, 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.monotonic()
+        loss, steps = train_epoch(model, train_loader, optimizer, criterion, cfg.grad_clip)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss,
+                "lr": lr,
+                "steps": steps,
+                "seconds": time.monotonic() - t0,
+            }
+        )
+        if average_last and epoch > len(lrs) - average_last:
+            state = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+            if averaged is None:
+                averaged = state
+            else:
+                for k in averaged:
+                    averaged[k] += (state[k] - averaged[k]) / (n_avg + 1)
+            n_avg += 1
+        log.info(
+            "refit epoch %3d  train %.4f  lr %.1e  %.1fs", epoch, loss, lr, history[-1]["seconds"]
+        )
+    if averaged is not None and n_avg > 1:
+        model.load_state_dict(averaged)
+    model.eval()
+    return history
 
 
 class BatchIterator:

@@ -86,12 +86,19 @@ class RawWindows:
     y: np.ndarray  # [B, W] target values of the input window
     exog: np.ndarray  # [B, W, E] exogenous features of the input window
     origin_slot: np.ndarray  # [B] slot number of the last observed value
-    lags: np.ndarray  # [B, H, L] target value `lag` slots before each target step (NaN: unknown)
+    lags: (
+        np.ndarray
+    )  # [B, W+H, L] value `lag` slots before each window and target step (NaN: unknown)
     series: np.ndarray  # [B] series number in the panel
     target: np.ndarray | None = None  # [B, H] actual future values (NaN past the series end)
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def target_lags(self) -> np.ndarray:
+        """[B, H, L]: the lagged values of the target steps (e.g. seasonal-naive forecasts)."""
+        return self.lags[:, self.y.shape[1] :, :]
 
     def take(self, idx: np.ndarray | slice) -> RawWindows:
         return RawWindows(
@@ -114,8 +121,8 @@ def gather(
 ) -> RawWindows:
     """Gather inputs (and targets) of the windows ending at `origins`, in one fancy-index.
 
-    Lag values are read from the series itself; one before the series start is NaN and is
-    imputed later by the encoder.
+    Lag values are read for every window step and every target step (the slot `lag` before
+    it); one before the series start is NaN and is imputed later by the encoder.
     """
     origins = np.asarray(origins, dtype=np.int64)
     series = np.searchsorted(panel.offsets, origins, side="right") - 1
@@ -126,12 +133,10 @@ def gather(
     win = origins[:, None] + np.arange(-window + 1, 1)  # [B, W]
     steps = origins[:, None] + np.arange(1, horizon + 1)  # [B, H]
     lag_arr = np.asarray(lags, dtype=np.int64)
-    if len(lag_arr):
-        lag_pos = steps[:, :, None] - lag_arr[None, None, :]  # [B, H, L]
-        ok = lag_pos >= start[:, None, None]
-        lag_vals = np.where(ok, panel.y[np.where(ok, lag_pos, 0)], np.nan)
-    else:
-        lag_vals = np.zeros((len(origins), horizon, 0))
+    both = origins[:, None] + np.arange(-window + 1, horizon + 1)  # [B, W+H]
+    lag_pos = both[:, :, None] - lag_arr[None, None, :]  # [B, W+H, L]
+    ok = lag_pos >= start[:, None, None]
+    lag_vals = np.where(ok, panel.y[np.where(ok, lag_pos, 0)], np.nan)
     target = None
     if with_target:
         inside = steps < end[:, None]

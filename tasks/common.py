@@ -50,6 +50,11 @@ STORAGE_TASK = {
 COMPUTE_TASK = {"cache_policy": NO_CACHE, "persist_result": False, "timeout_seconds": 600}
 
 
+def retrying(task, settings: Settings):
+    """`task` with the storage retry schedule of `settings` (exponential backoff)."""
+    return task.with_options(**settings.storage_task_options())
+
+
 @lru_cache(maxsize=8)
 def _open(url: str, settings_json: str):
     from storage import ColumnMap, TableNames, open_store

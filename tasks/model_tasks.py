@@ -59,6 +59,7 @@ def load_champion_cached(settings: Settings) -> tuple[Forecaster, str]:
     verifies; the refusal is logged with the file it names.
     """
     registry = ModelRegistry(settings.models_dir)
+    registry.cleanup()  # leftovers of a crashed save or promotion (dead processes only)
     root = str(registry.root.resolve())
     version = registry.champion()
     if version is None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths, and a small forecaster trained once per session."""
+"""Shared fixtures: the NAB data folder and one Prefect test harness per session."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ import os
 from pathlib import Path
 
 import pytest
+from forecast_test_support import IN_CI
 
 REPO = Path(__file__).resolve().parents[1]
 NAB_DIR = Path(os.environ.get("FORECAST_NAB_DIR", REPO.parent / "shared" / "data" / "nab-tweets"))
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test harness (temporary API + SQLite) for every flow test: slow to start."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=240):
+        yield
 
 
 @pytest.fixture(scope="session")

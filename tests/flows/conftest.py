@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,31 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from flow_helpers import make_metrics
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(scope="session")
-def harness():
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=240):
-        yield
-
-
-def pg_available() -> bool:
-    import sqlalchemy as sa
-
-    try:
-        eng = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with eng.connect():
-            pass
-        eng.dispose()
-        return True
-    except Exception:
-        return False
+from forecast_test_support import require_postgres
 
 
 @dataclass
@@ -72,11 +47,7 @@ def job(request, harness, tmp_path_factory):
     elif backend == "parquet":
         url = str(root / "lake")
     else:
-        if not pg_available():
-            if IN_CI:
-                pytest.fail(f"PostgreSQL at {PG_URL} is required when CI=true but unreachable")
-            pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable (required only when CI=true)")
-        url = PG_URL
+        url = require_postgres()
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)

@@ -43,9 +43,20 @@ def test_feature_scaler_standardises_with_training_stats():
 
 
 def test_encode_imputes_missing_lags_shortest_first_and_counts():
-    spec = FeatureSpec(window=3, horizon=2, freq_ns=FREQ, calendar=(), lags=(2, 4), use_level=False)
+    spec = FeatureSpec(
+        window=3,
+        horizon=2,
+        freq_ns=FREQ,
+        calendar=(),
+        lags=(2, 4),
+        use_level=False,
+        lags_in_window=True,
+    )
     y = np.array([[np.e - 1, np.e - 1, np.e**2 - 1]])  # log1p = [1, 1, 2], loc = 4/3
-    lags = np.array([[[np.e**3 - 1, np.nan], [np.nan, np.nan]]])  # [B, H, L]
+    # [B, W+H, L]: three window steps, then the two target steps
+    lags = np.array(
+        [[[0.0, 0.0], [np.nan, 0.0], [np.nan, np.nan], [np.e**3 - 1, np.nan], [np.nan, np.nan]]]
+    )
     raw = RawWindows(
         y=y, exog=np.zeros((1, 3, 0)), origin_slot=np.array([100]), lags=lags, series=np.array([0])
     )
@@ -55,14 +66,21 @@ def test_encode_imputes_missing_lags_shortest_first_and_counts():
     np.testing.assert_allclose(enc.fut[0, 0], [3 - loc, 3 - loc], rtol=1e-6)
     # step 2: both missing -> last observed value (2 - loc)
     np.testing.assert_allclose(enc.fut[0, 1], [2 - loc, 2 - loc], rtol=1e-6)
-    assert enc.lags_imputed == 3
+    assert enc.lags_imputed == 3  # target steps only
     assert enc.x.shape == (1, 3, spec.input_size) and enc.fut.shape == (1, 2, spec.future_size)
+    # window steps: lag 2 missing at step 2 -> the step's own value (1 - loc); lag 4 falls back
+    # to the (imputed) lag 2; inputs are [z, lag_2_in, lag_4_in]
+    np.testing.assert_allclose(enc.x[0, :, 1], [-loc, 1 - loc, 2 - loc], rtol=1e-6)
+    np.testing.assert_allclose(enc.x[0, :, 2], [-loc, -loc, 2 - loc], rtol=1e-6)
 
 
 def test_read_ranges_cover_exactly_what_the_model_reads():
     spec = FeatureSpec(window=12, horizon=12, lags=(288, 2016))
     last, ranges = spec.read_ranges([1000])
-    assert last == 1000 and ranges == [(0, 11), (276, 287), (2004, 2015)]
+    # the window, and per lag the lagged window steps and target steps (back 276..299)
+    assert last == 1000 and ranges == [(0, 11), (276, 299), (2004, 2027)]
     last, ranges = spec.read_ranges([1000, 999, 990])  # catch-up: three origins, merged
     assert last == 1000
-    assert ranges == [(0, 21), (276, 297), (2004, 2025)]
+    assert ranges == [(0, 21), (276, 309), (2004, 2037)]
+    no_window_lags = FeatureSpec(window=12, horizon=12, lags=(288,), lags_in_window=False)
+    assert no_window_lags.read_ranges([1000])[1] == [(0, 11), (276, 287)]

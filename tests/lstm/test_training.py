@@ -101,3 +101,69 @@ def test_too_short_series_have_no_training_windows():
     panel, _ = regularize(df)
     with pytest.raises(TrainingError, match="no training windows"):
         Forecaster.fit(panel, config=small_config())
+
+
+def test_train_schedule_averages_the_last_epochs_weights():
+    from lstm.training import train_schedule
+
+    x = torch.randn(128, 3)
+    loader = batches(x, x @ torch.tensor([[1.0], [2.0], [-1.0]]))
+    torch.manual_seed(0)
+    start = nn.Linear(3, 1).state_dict()
+
+    def run(lrs, average_last=0):
+        model = nn.Linear(3, 1)
+        model.load_state_dict(start)
+        hist = train_schedule(model, loader, lrs, average_last=average_last)
+        return model.state_dict(), hist
+
+    after_1, _ = run([0.01])  # the first epoch of any run from `start` (same data order)
+    after_2, _ = run([0.01, 0.01])
+    averaged, hist = run([0.01, 0.01], average_last=2)
+    assert [h["lr"] for h in hist] == [0.01, 0.01]
+    for k in start:
+        assert not torch.equal(after_1[k], after_2[k])
+        np.testing.assert_allclose(averaged[k], (after_1[k] + after_2[k]) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_series_weights_follow_the_inverse_naive_log_error():
+    import pandas as pd
+
+    from lstm import regularize
+    from lstm.forecaster import _series_weights
+    from lstm.windows import protocol_split
+
+    rng = np.random.default_rng(0)
+    ts = pd.date_range("2026-01-01", periods=500, freq="5min", tz="UTC")
+    smooth = 1000 + 30 * np.sin(np.arange(500) / 5)  # small log steps: hard to beat, weighted up
+    noisy = rng.poisson(3, 500).astype(float)  # big log steps
+    df = pd.concat(
+        [
+            pd.DataFrame({"series_id": "smooth", "ts": ts, "value": smooth}),
+            pd.DataFrame({"series_id": "noisy", "ts": ts, "value": noisy}),
+        ]
+    )
+    panel, _ = regularize(df)
+    w = _series_weights(panel, protocol_split(panel))
+    assert w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert w[list(panel.ids).index("smooth")] > 10 * w[list(panel.ids).index("noisy")]
+
+
+def test_refit_on_validation_replays_the_chosen_schedule(synth_panel):
+    from dataclasses import replace
+
+    cfg = small_config(
+        epochs=3, refit_on_validation=True, refit_extra_epochs=1, refit_average_last=2
+    )
+    f = Forecaster.fit(synth_panel, config=cfg)
+    t = f.metadata["training"]
+    assert len(t["refit"]) == t["best_epoch"] + 1
+    assert [r["lr"] for r in t["refit"][:-1]] == [r["lr"] for r in t["history"][: t["best_epoch"]]]
+    assert t["refit"][-1]["lr"] == pytest.approx(t["refit"][-2]["lr"] / 2)
+    plain = Forecaster.fit(
+        synth_panel, config=replace(cfg, train=replace(cfg.train, refit_on_validation=False))
+    )
+    a, _ = f.predict_panel(synth_panel)
+    b, _ = plain.predict_panel(synth_panel)
+    assert np.abs(a.yhat - b.yhat).max() > 1e-4  # a different (refitted) network answers
+    assert f.intervals is not None and f.intervals.n_calibration > 0

@@ -47,7 +47,7 @@ def loop_gather(panel, origins, w, h, lags):
         lag_rows.append(
             [
                 [panel.y[o + k - lag] if o + k - lag >= start else np.nan for lag in lags]
-                for k in range(1, h + 1)
+                for k in range(-w + 1, h + 1)
             ]
         )
         targets.append([panel.y[o + k] if o + k < end else np.nan for k in range(1, h + 1)])

@@ -7,62 +7,12 @@ with the reason otherwise. Each test gets tables with a random suffix, dropped a
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-import sqlalchemy as sa
+from storage_pg import BACKENDS, IN_CI, LOOPBACK, PG_URL, pg_unavailable, require_pg, unique_tables  # noqa: F401
 
 from storage import ColumnMap, Store, TableNames, open_store
-
-PG_URL = os.environ.get("STORAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-BACKENDS = [
-    "parquet",
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-]
-
-_pg_state: dict[str, str | None] = {}
-
-
-def pg_unavailable() -> str | None:
-    """None when PostgreSQL answers, else the reason (checked once per session)."""
-    if "reason" not in _pg_state:
-        url = sa.engine.make_url(PG_URL)
-        if url.host not in LOOPBACK:
-            _pg_state["reason"] = f"refusing non-loopback PostgreSQL host {url.host!r}"
-        else:
-            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text("SELECT 1"))
-                _pg_state["reason"] = None
-            except Exception as exc:  # noqa: BLE001 - any failure means unavailable
-                _pg_state["reason"] = (
-                    f"PostgreSQL at {url.render_as_string(hide_password=True)} unreachable: "
-                    f"{type(exc).__name__}"
-                )
-            finally:
-                engine.dispose()
-    return _pg_state["reason"]
-
-
-def require_pg() -> None:
-    """Skip (or fail under CI=true) when PostgreSQL is unavailable."""
-    reason = pg_unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"CI=true requires PostgreSQL: {reason}")
-        pytest.skip(reason)
-
-
-def unique_tables() -> TableNames:
-    s = uuid.uuid4().hex[:10]
-    return TableNames(f"m_{s}", f"f_{s}", f"a_{s}")
-
 
 StoreFactory = Callable[..., Store]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import PG_URL, require_pg, unique_tables
 from storage_helpers import forecasts, metrics, slot
+from storage_pg import PG_URL, require_pg, unique_tables
 
 from storage import ColumnMap, NaiveTimestampWarning, SchemaError, open_store
 

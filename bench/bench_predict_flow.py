@@ -1,0 +1,118 @@
+"""The predict flow end to end, per backend and size: read the latest windows, forecast,
+upsert, score; 2 days of 5-minute history per series in the store.
+
+    python -m bench.bench_predict_flow '{"backend": "sqlite", "series": 10000, "root": "/tmp/b"}'
+
+Each size runs in a fresh process: load the metrics (not timed), register the champion,
+then run the flow three times on consecutive slots (no catch-up) and report the median
+body time split into read / features / model / write / scoring, and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import AS_OF, STEP, bench_forecaster, peak_rss_mb
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+HISTORY_DAYS = 2
+CHUNK = 10_000
+
+
+def store_url(backend: str, root: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{root / 'forecast.db'}"
+    if backend == "parquet":
+        return str(root / "lake")
+    if backend == "postgres":
+        return PG_URL
+    raise ValueError(backend)
+
+
+def load_metrics(store, n_series: int) -> float:
+    """2 days of synthetic metrics ending at AS_OF for n_series series, written in chunks."""
+    from lstm import generate_metrics
+
+    slots = int(pd.Timedelta(days=HISTORY_DAYS) / STEP)
+    start = AS_OF - STEP * (slots - 1)
+    t0 = time.perf_counter()
+    for c in range(0, n_series, CHUNK):
+        k = min(CHUNK, n_series - c)
+        frame = generate_metrics(
+            k, HISTORY_DAYS, seed=c, start=start, id_prefix=f"c{c // CHUNK:03d}"
+        )
+        store.write_metrics(frame)
+    return time.perf_counter() - t0
+
+
+def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
+    import os
+
+    os.environ["FORECAST_METRICS_TABLE"] = f"bm_{uuid.uuid4().hex[:8]}"
+    os.environ["FORECAST_FORECASTS_TABLE"] = f"bf_{uuid.uuid4().hex[:8]}"
+    os.environ["FORECAST_ACCURACY_TABLE"] = f"ba_{uuid.uuid4().hex[:8]}"
+    from flows.predict import predict
+    from flows.settings import get_settings
+    from lstm import ModelRegistry
+    from tasks.common import get_store
+
+    work = Path(root) / f"{backend}-{n_series}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    url = store_url(backend, work)
+    store = get_store(get_settings(store_url=url))
+    load_s = load_metrics(store, n_series)
+    registry = ModelRegistry(work / "models")
+    registry.promote(registry.save(bench_forecaster()), "benchmark")
+    rss_loaded = peak_rss_mb()
+
+    runs = []
+    for k in range(repeat):
+        as_of = AS_OF - STEP * (repeat - 1 - k)  # consecutive new slots, like the schedule
+        out = predict(
+            as_of=as_of.to_pydatetime(),
+            store_url=url,
+            models_dir=str(work / "models"),
+            catch_up_slots=0,
+        )
+        assert out["series_forecast"] == n_series, out
+        runs.append(out)
+    med = {key: statistics.median(r["timings"][key] for r in runs) for key in runs[0]["timings"]}
+    body = statistics.median(r["seconds"] for r in runs)
+    result = {
+        "backend": backend,
+        "series": n_series,
+        "body_s": body,
+        "read_s": med["read_s"],
+        "features_s": med["features_s"],
+        "model_s": med["model_s"],
+        "frame_s": med["frame_s"],
+        "write_s": med["write_s"],
+        "score_s": med["score_s"],
+        "scored_rows": runs[-1]["scored"],
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_load_mb": rss_loaded,
+        "load_metrics_s": load_s,
+        "runs": len(runs),
+    }
+    if backend == "postgres":
+        store.drop_all()
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    print(
+        json.dumps(
+            run_one(args["backend"], int(args["series"]), args["root"], int(args.get("repeat", 3)))
+        )
+    )

@@ -1,0 +1,77 @@
+"""prefect.yaml and the served deployments: entrypoints import, parameters validate,
+schedules and the one-at-a-time concurrency limit are what the README promises."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.serve import build_deployments, local_prefect_server, one_at_a_time
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_yaml() -> dict:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())
+
+
+def entry(ep: str):
+    path, name = ep.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+@pytest.mark.parametrize("dep", load_yaml()["deployments"], ids=lambda d: d["name"])
+def test_every_entrypoint_imports_and_its_parameters_validate(dep):
+    from prefect import Flow
+
+    fn = entry(dep["entrypoint"])
+    assert isinstance(fn, Flow)
+    validated = fn.validate_parameters(dict(dep.get("parameters") or {}))
+    assert set(validated) >= set(dep.get("parameters") or {})
+    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert dep["work_pool"]["name"] == "forecast-pool"
+
+
+def test_yaml_schedules():
+    deps = {d["name"]: d for d in load_yaml()["deployments"]}
+    assert set(deps) == {"predict", "retrain", "backfill"}
+    assert deps["predict"]["schedules"] == [{"interval": 300}]
+    assert deps["retrain"]["schedules"][0]["cron"] == "15 3 * * *"
+    assert deps["backfill"]["schedules"] == []
+
+
+def test_bad_parameters_are_rejected_by_the_flow_signature():
+    from prefect.exceptions import ParameterTypeError, SignatureMismatchError
+
+    with pytest.raises((ParameterTypeError, SignatureMismatchError)):
+        entry("flows/retrain.py:retrain").validate_parameters({"history_days": "thirty"})
+    with pytest.raises((ParameterTypeError, SignatureMismatchError)):
+        entry("flows/predict.py:predict").validate_parameters({"no_such_parameter": 1})
+
+
+def test_served_deployments_have_schedules_and_concurrency_limits(monkeypatch):
+    monkeypatch.setenv("FORECAST_PREDICT_INTERVAL_S", "120")
+    predict, retrain = build_deployments(retrain_interval=7200)
+    assert predict.name == "predict" and retrain.name == "retrain"
+    assert predict.schedules[0].schedule.interval.total_seconds() == 120
+    assert retrain.schedules[0].schedule.interval.total_seconds() == 7200
+    for d in (predict, retrain):
+        assert d.concurrency_limit == 1
+        assert d.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    assert one_at_a_time().limit == 1
+
+
+@pytest.mark.slow
+def test_local_prefect_server_starts_on_loopback_and_stops(tmp_path):
+    import urllib.request
+
+    with local_prefect_server(tmp_path / "prefect", timeout=240) as url:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as resp:
+            assert resp.status == 200
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/health", timeout=3)

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import contextlib
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from forecast_test_support import require_postgres
+
+from lstm import (
+    ForecastConfig,
+    Forecaster,
+    LSTMConfig,
+    ModelRegistry,
+    TrainConfig,
+    generate_metrics,
+    regularize,
+)
+
+END = pd.Timestamp("2026-03-02 12:00", tz="UTC")
+STEP = pd.Timedelta("5min")
+N_SERIES = 6
+DAYS = 8
+
+
+def make_metrics(n_series: int = N_SERIES, days: float = DAYS, seed: int = 4) -> pd.DataFrame:
+    slots = int(pd.Timedelta(days=days) / STEP)
+    return generate_metrics(n_series, days, seed=seed, start=END - STEP * (slots - 1))
+
+
+def small_config(seed: int = 0, epochs: int = 6) -> ForecastConfig:
+    """Default features, a small network, no wall-clock budget (budgets break determinism)."""
+    return ForecastConfig(
+        model=LSTMConfig(hidden_size=24, num_layers=1, context_size=8, decoder_hidden=24),
+        train=TrainConfig(epochs=epochs, batch_size=256, max_windows_per_epoch=6000, seed=seed),
+    )
+
+
+def train_small(frame: pd.DataFrame, seed: int = 0, epochs: int = 6) -> Forecaster:
+    panel, _ = regularize(frame)
+    return Forecaster.fit(panel, config=small_config(seed, epochs))
+
+
+@dataclass
+class Env:
+    backend: str
+    url: str
+    models_dir: Path
+    version: str
+    frame: pd.DataFrame
+    tables: dict
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.models_dir)
+
+    def store(self):
+        from flows.settings import get_settings
+        from tasks.common import get_store
+
+        return get_store(get_settings(store_url=self.url))
+
+    def predict(self, as_of, **kw):
+        from flows.predict import predict
+
+        kw.setdefault("catch_up_slots", 0)
+        return predict(
+            as_of=pd.Timestamp(as_of).to_pydatetime(),
+            store_url=self.url,
+            models_dir=str(self.models_dir),
+            **kw,
+        )
+
+
+def make_env(backend: str, trained, tmp_path: Path, monkeypatch, write_metrics: bool = True) -> Env:
+    root, version, frame = trained
+    suffix = uuid.uuid4().hex[:8]
+    tables = {"metrics": f"m_{suffix}", "forecasts": f"f_{suffix}", "accuracy": f"a_{suffix}"}
+    monkeypatch.setenv("FORECAST_METRICS_TABLE", tables["metrics"])
+    monkeypatch.setenv("FORECAST_FORECASTS_TABLE", tables["forecasts"])
+    monkeypatch.setenv("FORECAST_ACCURACY_TABLE", tables["accuracy"])
+    monkeypatch.setenv("FORECAST_STORAGE_RETRY_DELAY_S", "0.2")
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'forecast.db'}"
+    elif backend == "parquet":
+        url = str(tmp_path / "lake")
+    else:
+        url = require_postgres()
+    models = tmp_path / "models"
+    shutil.copytree(root, models)
+    env = Env(backend, url, models, version, frame, tables)
+    if write_metrics:
+        env.store().write_metrics(frame)
+    return env
+
+
+class FlakyProxy:
+    """A TCP forwarder to PostgreSQL on loopback that can go down and come back: the
+    database 'down' for the store without touching the shared server."""
+
+    def __init__(self, target_port: int = 5432):
+        import socket
+        import threading
+
+        self.target = ("127.0.0.1", target_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._threading = threading
+        self._conns: list = []
+        self._server = None
+        self._stop = threading.Event()
+
+    def up(self) -> None:
+        import socket
+
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        srv.settimeout(0.2)
+        self._server = srv
+        self._stop.clear()
+        self._threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def down(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for c in self._conns:
+            with contextlib.suppress(OSError):
+                c.close()
+        self._conns.clear()
+
+    def _accept(self, srv) -> None:
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                client, _ = srv.accept()
+            except (TimeoutError, OSError):
+                continue
+            upstream = socket.create_connection(self.target)
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()

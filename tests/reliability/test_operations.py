@@ -1,0 +1,147 @@
+"""Rows 10, 13 and 14: secrets in URLs, a database outage, a restart after downtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pandas as pd
+import pytest
+from forecast_test_support import require_postgres
+from reliability_helpers import END, N_SERIES, STEP, FlakyProxy, make_env
+from typer.testing import CliRunner
+
+from forecast_cli.main import app
+
+SECRET = "Sup3r-S3cret-pw"
+
+
+def secret_url(port: int = 5432) -> str:
+    return f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:{port}/test"
+
+
+def test_r10_database_password_never_appears(harness, trained, tmp_path, monkeypatch, caplog):
+    require_postgres()
+    env = make_env("postgres", trained, tmp_path, monkeypatch)
+    monkeypatch.setenv("FORECAST_STORE_URL", secret_url())  # trust auth: accepted, not needed
+    monkeypatch.setenv("FORECAST_MODELS_DIR", str(env.models_dir))
+    caplog.set_level(logging.DEBUG)
+    cli = CliRunner()
+    outputs = []
+    res = cli.invoke(app, ["predict", "--as-of", str(END)])
+    outputs.append(res.output)
+    assert res.exit_code == 0, res.output
+    outputs.append(cli.invoke(app, ["models"]).output)
+    outputs.append(
+        cli.invoke(
+            app, ["--store", secret_url(), "demo-data", "--series", "1", "--days", "0.1"]
+        ).output
+    )
+    bad = cli.invoke(app, ["--store", secret_url(port=1), "predict", "--as-of", str(END)])
+    outputs.append(bad.output)
+    assert bad.exit_code != 0 and "127.0.0.1" in bad.output
+    errors = []
+    try:
+        from flows.settings import get_settings
+        from tasks.common import get_store
+
+        get_store(get_settings(store_url=secret_url(port=1)))
+    except Exception as exc:
+        errors.append(f"{exc!r} {exc}")
+    assert errors, "connecting to a closed port did not fail"
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run_logs = [log.message for log in client.read_logs()]
+        artifacts = [str(a.data) for a in client.read_artifacts()]
+        params = [str(r.parameters) for r in client.read_flow_runs()]
+    haystacks = {
+        "CLI output": "\n".join(outputs),
+        "python logs": "\n".join(r.getMessage() for r in caplog.records),
+        "Prefect run logs": "\n".join(run_logs),
+        "artifacts": "\n".join(artifacts),
+        "flow-run parameters": "\n".join(params),
+        "errors": "\n".join(errors),
+    }
+    counts = {where: text.count(SECRET) for where, text in haystacks.items()}
+    assert counts == dict.fromkeys(haystacks, 0), f"password occurrences: {counts}"
+    assert len(run_logs) > 0 and len(artifacts) > 0  # the places searched are not empty
+    env.store().drop_all()
+
+
+def test_r13_database_down_then_back(harness, trained, tmp_path, monkeypatch):
+    """A short outage is ridden out by retries with backoff; a long one fails the run with a
+    clear error and the next run catches the slot up. Time is scaled: retry delays of
+    0.2, 0.4, 0.8, 1.6 s stand for the production 5, 10, 20, 40 s (75 s in all), so a
+    1.5 s outage plays the part of a short blip and an 8 s outage that of 2 minutes."""
+    require_postgres()
+    proxy = FlakyProxy()
+    proxy.up()
+    env = make_env("postgres", trained, tmp_path, monkeypatch)
+    from tasks.common import forget_stores
+
+    env.url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/test"
+    forget_stores()
+    try:
+        env.predict(END - 3 * STEP)  # healthy run; the pool now holds proxied connections
+
+        proxy.down()
+        timer = threading.Timer(1.5, proxy.up)
+        timer.start()
+        t0 = time.monotonic()
+        out = env.predict(END - 2 * STEP)
+        assert out["written"] == N_SERIES * 12 and time.monotonic() - t0 >= 1.0
+        timer.join()
+
+        proxy.down()
+        timer = threading.Timer(8.0, proxy.up)
+        timer.start()
+        with pytest.raises(Exception) as err:
+            env.predict(END - STEP)
+        msg = str(err.value)
+        assert "127.0.0.1" in msg or "connect" in msg.lower(), msg
+        timer.join()
+        out = env.predict(END, catch_up_slots=3)  # the next run catches the missed slot up
+        assert [pd.Timestamp(s) for s in out["slots"]] == [END - STEP, END]
+        issued = env.store().issued_slots(END - 3 * STEP, END)
+        assert issued == [END - 3 * STEP, END - 2 * STEP, END - STEP, END]
+    finally:
+        proxy.down()
+        forget_stores()
+        env.url = require_postgres()
+        env.store().drop_all()
+        forget_stores()
+
+
+def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly(
+    harness, trained, tmp_path, monkeypatch
+):
+    from reliability_helpers import make_metrics
+
+    from lstm.inference import last_complete_slot
+
+    now_slot = last_complete_slot(pd.Timestamp.now(tz="UTC"))
+    env = make_env("sqlite", trained, tmp_path, monkeypatch, write_metrics=False)
+    frame = make_metrics()
+    frame["ts"] = frame["ts"] + (now_slot - END)  # metrics up to the current slot
+    env.store().write_metrics(frame)
+    from flows.predict import predict
+
+    backlog = [
+        pd.Timestamp.now(tz="UTC").floor("5min") - STEP * k for k in range(36, 0, -1)
+    ]  # 3 hours of runs
+    for scheduled in backlog:
+        monkeypatch.setenv(
+            "PREFECT__RUNTIME__FLOW_RUN__SCHEDULED_START_TIME", scheduled.isoformat()
+        )
+        out = predict(store_url=env.url, models_dir=str(env.models_dir))
+        assert out["status"] == "stale" and out["written"] == 0, out
+    assert env.store().read_forecasts().empty
+    on_time = now_slot + STEP
+    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__SCHEDULED_START_TIME", on_time.isoformat())
+    out = predict(store_url=env.url, models_dir=str(env.models_dir))
+    assert out["status"] == "ok" and pd.Timestamp(out["as_of"]) == now_slot
+    assert len(out["slots"]) == 13, "catch-up is bounded to catch_up_slots + the slot itself"
+    assert len(env.store().issued_slots()) == 13
