@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # project's torch range is already satisfied and pip never pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test test-all bench bench-quick lint format clean
+.PHONY: setup demo test test-soak bench bench-quick lint format clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,10 @@ demo: setup
 	$(BIN)/python -m forecast_cli.demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not soak"
+
+test-soak: setup
+	$(BIN)/python -m pytest -q -m soak
 
 bench: setup
 	$(BIN)/python bench/run.py --json bench/results/latest.json

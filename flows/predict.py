@@ -16,6 +16,11 @@ from tasks.reporting import publish_predict
 from tasks.storage_tasks import issued_slots, read_windows, score_forecasts, write_forecasts
 
 
+def scheduled_time() -> pd.Timestamp:
+    """When this run was scheduled to start (now, for a run started by hand)."""
+    return pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
+
+
 def slot_ts(slot: int, freq_ns: int) -> pd.Timestamp:
     return pd.Timestamp(slot * freq_ns, tz="UTC")
 
@@ -42,7 +47,7 @@ def predict(
     )
     step = pd.Timedelta(settings.freq)
     if as_of is None:
-        scheduled = pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
+        scheduled = scheduled_time()
         lateness = pd.Timestamp.now(tz="UTC") - scheduled
         if lateness > step * settings.max_lateness_slots:
             log.warning(

@@ -296,6 +296,19 @@ def validate_real_time_input(
     for f in expected_features:
         key = _key(data_dict, f)
         values = data_dict[key]
+        if key in TIME_KEYS:  # the window's timestamps, or only the last one
+            stamps = (
+                list(values)
+                if isinstance(values, list | tuple | np.ndarray | pd.Series)
+                else [values]
+            )
+            if not stamps:
+                return False, f"Feature {key} is empty: give the timestamp of the last value"
+            try:
+                pd.DatetimeIndex(pd.to_datetime(stamps[-window_size:], utc=True))
+            except (ValueError, TypeError) as exc:
+                return False, f"Feature {key} holds a value that is not a timestamp: {exc}"
+            continue
         if not isinstance(values, list | tuple | np.ndarray | pd.Series):
             return False, f"Feature {key} must be list/array, got {type(values).__name__}"
         if len(values) < window_size:
@@ -303,12 +316,6 @@ def validate_real_time_input(
                 False,
                 f"Feature {key} should have at least {window_size} values, got {len(values)}",
             )
-        if key in TIME_KEYS:
-            try:
-                pd.DatetimeIndex(pd.to_datetime(list(values)[-window_size:], utc=True))
-            except (ValueError, TypeError) as exc:
-                return False, f"Feature {key} holds a value that is not a timestamp: {exc}"
-            continue
         try:
             arr = np.asarray(values, dtype=np.float64)
         except (ValueError, TypeError):

@@ -188,14 +188,21 @@ def validate_frame(
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a pandas DataFrame, got {type(df).__name__}")
     needed = [columns.id_col, columns.time_col, columns.target_col]
-    if feature_cols is not None:
-        needed += list(feature_cols)
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataValidationError(
             f"missing column(s) {missing}; the frame has {list(map(str, df.columns))}. Fix: "
             "name the id/time/target columns (--id-col/--time-col/--target-col or ColumnNames)."
         )
+    if feature_cols is not None:
+        missing = [c for c in feature_cols if c not in df.columns]
+        if missing:
+            raise DataValidationError(
+                f"missing feature column(s) {missing} (the model uses them as inputs); the "
+                f"frame has {list(map(str, df.columns))}. Fix: provide them, or train a model "
+                "without them."
+            )
+        needed += list(feature_cols)
     if feature_cols is None:
         feature_cols = [
             c

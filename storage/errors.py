@@ -31,5 +31,10 @@ class WriteError(StorageError):
     """A write failed in the database or file system; nothing of it was kept."""
 
 
+class NonNumericValueWarning(UserWarning):
+    """A numeric column held values that are not numbers (possible in SQLite); they were
+    read as missing (NaN) so the reader can count and repair or skip them per series."""
+
+
 class NaiveTimestampWarning(UserWarning):
     """A timezone-naive timestamp was given; it is taken to be UTC."""

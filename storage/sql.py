@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,13 @@ from storage.columns import (
     ColumnMap,
     TableNames,
 )
-from storage.errors import ConfigError, SchemaError, StorageConnectionError, WriteError
+from storage.errors import (
+    ConfigError,
+    NonNumericValueWarning,
+    SchemaError,
+    StorageConnectionError,
+    WriteError,
+)
 from storage.sqlcodec import TsCodec, detect_sqlite_codec
 from storage.sqlschema import (
     MetricsLayout,
@@ -657,12 +664,51 @@ def _sqlite_fetch(
     try:
         cur.execute(sql, args)
         while rows := cur.fetchmany(_FETCH_ROWS):
-            chunks.append(pa.array(rows, type=struct))
+            try:
+                chunks.append(pa.array(rows, type=struct))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                chunks.append(_tolerant_struct(rows, fields, struct))
     finally:
         cur.close()
     if not chunks:
         return pa.schema(fields).empty_table()
     return pa.Table.from_struct_array(pa.chunked_array(chunks, type=struct))
+
+
+def _tolerant_struct(
+    rows: list, fields: list[tuple[str, pa.DataType]], struct: pa.StructType
+) -> pa.StructArray:
+    """SQLite lets any value into a REAL column: read non-numbers in float columns as NULL
+    (warned, with a count and an example) instead of failing the whole read."""
+    arrays = []
+    for j, (name, typ) in enumerate(fields):
+        col = [r[j] for r in rows]
+        if pa.types.is_floating(typ):
+            bad = [v for v in col if v is not None and not isinstance(v, int | float)]
+            if bad:
+                col = [_as_float(v) for v in col]
+                n_bad = sum(
+                    1
+                    for v, o in zip(col, (r[j] for r in rows), strict=True)
+                    if v is None and o is not None
+                )
+                if n_bad:
+                    warnings.warn(
+                        f"column {name!r}: {n_bad} non-numeric value(s) read as missing, e.g. {bad[0]!r}",
+                        NonNumericValueWarning,
+                        stacklevel=4,
+                    )
+        arrays.append(pa.array(col, type=typ))
+    return pa.StructArray.from_arrays(arrays, fields=list(struct))
+
+
+def _as_float(v: Any) -> float | None:
+    if v is None or isinstance(v, int | float):
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _empty(fields: list[tuple[str, pa.DataType]], codec: TsCodec) -> pa.Table:

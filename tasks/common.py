@@ -20,21 +20,28 @@ def is_transient(task, task_run, state) -> bool:
             state.result(raise_on_failure=True)
         except BaseException as e:  # noqa: BLE001 - classify whatever was raised
             exc = e
-    if exc is None:
-        return False
+    return exc is not None and transient_error(exc)
+
+
+def transient_error(exc: BaseException) -> bool:
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
     from storage import StorageConnectionError
 
     if isinstance(exc, StorageConnectionError | TimeoutError | ConnectionError):
         return True
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-
-        if isinstance(exc, OperationalError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated
-        ):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return True
+    # driver errors raised below SQLAlchemy (the stores use the raw connection for bulk I/O)
+    if isinstance(
+        exc, sqlite3.OperationalError | psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        return True
     return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
 
 

@@ -62,7 +62,8 @@ def user_table(
     fmt = "%Y-%m-%d %H:%M:%S" if naive else "%Y-%m-%d %H:%M:%S+00:00"
     with sqlite3.connect(db) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {t}")
-        conn.execute(f"CREATE TABLE {t} ({', '.join(columns)})")
+        types = {"series_id": "TEXT", "ts": "TEXT", "value": "REAL", "error_rate": "REAL"}
+        conn.execute(f"CREATE TABLE {t} ({', '.join(f'{c} {types[c]}' for c in columns)})")
         data = [
             tuple(r[c] if c != "ts" else r["ts"].strftime(fmt) for c in columns if c in r)
             for _, r in rows.iterrows()
@@ -98,7 +99,10 @@ def mutate(case: str, df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         return df, {"repaired": BAD}
     if case == "off_grid_timestamp":
         extra = df[at].assign(ts=END - pd.Timedelta("150s"), value=3.0)
-        return pd.concat([df, extra]), {"off_grid_rows": 1}
+        return pd.concat([df, extra]), {
+            "off_grid_rows": 1,
+            "duplicate_rows": 1,
+        }  # floored into a slot
     if case == "three_points":
         new = df[df.series_id == "svc-0"].tail(3).assign(series_id="tiny")
         return pd.concat([df, new]), {"skipped": "tiny"}

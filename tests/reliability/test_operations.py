@@ -129,18 +129,18 @@ def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly
     env.store().write_metrics(frame)
     from flows.predict import predict
 
-    backlog = [
-        pd.Timestamp.now(tz="UTC").floor("5min") - STEP * k for k in range(36, 0, -1)
-    ]  # 3 hours of runs
+    # 3 hours of runs that Prefect starts late after the restart; those more than
+    # max_lateness_slots (3) late skip their slot
+    backlog = [pd.Timestamp.now(tz="UTC").floor("5min") - STEP * k for k in range(36, 3, -1)]
+    import flows.predict
+
     for scheduled in backlog:
-        monkeypatch.setenv(
-            "PREFECT__RUNTIME__FLOW_RUN__SCHEDULED_START_TIME", scheduled.isoformat()
-        )
+        monkeypatch.setattr(flows.predict, "scheduled_time", lambda s=scheduled: s)
         out = predict(store_url=env.url, models_dir=str(env.models_dir))
         assert out["status"] == "stale" and out["written"] == 0, out
     assert env.store().read_forecasts().empty
     on_time = now_slot + STEP
-    monkeypatch.setenv("PREFECT__RUNTIME__FLOW_RUN__SCHEDULED_START_TIME", on_time.isoformat())
+    monkeypatch.setattr(flows.predict, "scheduled_time", lambda: on_time)
     out = predict(store_url=env.url, models_dir=str(env.models_dir))
     assert out["status"] == "ok" and pd.Timestamp(out["as_of"]) == now_slot
     assert len(out["slots"]) == 13, "catch-up is bounded to catch_up_slots + the slot itself"

@@ -56,7 +56,7 @@ def test_r02_two_predict_runs_for_one_slot_at_the_same_time(env):
     assert len(df) == N_SERIES * 12, f"{len(df)} rows for the slot, expected {N_SERIES * 12}"
 
 
-def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env, monkeypatch):
+def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env):
     env.predict(END)
     old = env.store().read_forecasts(issued_at=END)
     import storage.parquet
@@ -66,13 +66,11 @@ def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env, monkeyp
         raise RuntimeError(f"injected failure at {label}")
 
     # a retrain changes the model: the rewrite would change every value
-    monkeypatch.setattr(
-        storage.parquet if env.backend == "parquet" else storage.sql, "_fault_point", boom
-    )
     new_version = retrain_new_version(env)
-    with pytest.raises(RuntimeError, match="injected failure"):
+    module = storage.parquet if env.backend == "parquet" else storage.sql
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError, match="injected failure"):
+        mp.setattr(module, "_fault_point", boom)
         env.predict(END)
-    monkeypatch.undo()
     now = env.store().read_forecasts(issued_at=END)
     pd.testing.assert_frame_equal(now, old)
     assert set(now.model_version) == {env.version} != {new_version}
@@ -170,7 +168,7 @@ def test_r05_parquet_readers_see_one_whole_version_during_rewrites(
     assert not bad, f"{len(bad)} of {reads[0]} reads saw a mixed or partial slot: {bad[:3]}"
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_r16_a_day_of_five_minute_runs_no_memory_growth(sqlite_env):
     """288 predict runs (24 h of slots) against one store: RSS growth and table size."""
     import gc
@@ -190,6 +188,9 @@ def test_r16_a_day_of_five_minute_runs_no_memory_growth(sqlite_env):
     assert len(df) == 288 * N_SERIES * 12 and dup_keys(df) == 0
     warm, last = rss[49], rss[-1]
     growth = last - warm
+    print(
+        f"r16: 288 runs, {len(df)} rows, RSS run 50 {warm:.0f} MiB -> run 288 {last:.0f} MiB ({growth:+.1f})"
+    )
     assert growth < 60, (
         f"RSS grew {growth:.1f} MiB between run 50 ({warm:.0f} MiB) and run 288 ({last:.0f} MiB)"
     )

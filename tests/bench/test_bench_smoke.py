@@ -1,0 +1,49 @@
+"""Each benchmark script still runs (toy sizes; the figures themselves live in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_inference_benchmark_runs_and_reports_rates():
+    from bench.bench_inference import run_one
+
+    r = run_one(300, repeat=1)
+    assert r["series"] == 300 and r["loop_series_timed"] == 300
+    for key in ("batch_per_s", "loop_per_s", "forward_only_per_s", "ratio", "peak_rss_mb"):
+        assert r[key] > 0, key
+    assert r["forward_only_per_s"] > r["batch_per_s"] * 0.5  # the forward pass is part of the batch
+
+
+def test_predict_flow_benchmark_runs(harness, tmp_path, monkeypatch):
+    from bench.bench_predict_flow import run_one
+
+    r = run_one("sqlite", 40, str(tmp_path), repeat=2)
+    assert r["series"] == 40 and r["runs"] == 2
+    assert r["body_s"] >= r["read_s"] + r["write_s"]
+    for key in ("read_s", "features_s", "model_s", "write_s", "score_s", "peak_rss_mb"):
+        assert r[key] >= 0, key
+
+
+@pytest.mark.slow
+def test_retrain_benchmark_runs(harness, tmp_path, monkeypatch):
+    from bench.bench_retrain import run_one
+
+    monkeypatch.setenv("FORECAST_TRAIN_MAX_SECONDS", "3")
+    monkeypatch.setenv("FORECAST_HIDDEN_SIZE", "16")
+    r = run_one(4, str(tmp_path))
+    assert r["series"] == 4 and r["wall_s"] > 0 and r["mase"] > 0 and r["naive_mase"] > 0
+
+
+def test_run_py_writes_the_documented_json(tmp_path):
+    from bench.run import main
+
+    out = tmp_path / "b.json"
+    result = main(["--only", "batch", "--sizes", "200", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data == json.loads(json.dumps(result))
+    row = data["batch_vs_loop"]["200"]
+    assert {"batch_per_s", "loop_per_s", "ratio", "forward_only_per_s"} <= set(row)
+    assert {"cores", "cpu"} <= set(data["machine"]) and isinstance(data["commit"], str)
