@@ -91,9 +91,10 @@ def predict(
     seconds = time.monotonic() - t0
     publish_predict(slot_stamps, version, written, scored, report, seconds)
     log.info(
-        "as_of %s: %d series forecast (%d rows, model %s), %d skipped, %d scored, %.2fs",
+        "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",
         slot_stamps[-1],
         report.n_forecast,
+        len(slot_stamps),
         written,
         version,
         report.n_skipped,
@@ -105,7 +106,8 @@ def predict(
         "as_of": str(slot_stamps[-1]),
         "slots": [str(s) for s in slot_stamps],
         "model_version": version,
-        "series_forecast": report.n_forecast,
+        "series_forecast": int(frame["series_id"].nunique()) if len(frame) else 0,
+        "forecasts": report.n_forecast,  # series x slots
         "written": written,
         "skipped": dict(report.skipped),
         "n_skipped": report.n_skipped,

@@ -66,7 +66,7 @@ def main() -> int:
         return 1
 
     print("3/3 predict flow ...", flush=True)
-    p = predict(as_of=end.to_pydatetime())
+    p = predict(as_of=end.to_pydatetime(), catch_up_slots=0)
     print(
         f"    issued at {p['as_of']}: {p['series_forecast']} series, {p['written']} rows, "
         f"model {p['model_version']}, {p['n_skipped']} skipped, {p['seconds']:.2f}s"

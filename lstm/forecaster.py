@@ -47,6 +47,10 @@ from lstm.windows import (
 
 log = logging.getLogger(__name__)
 
+# Windows per forward pass at inference: small enough for the LSTM's working set to stay in
+# CPU cache (measured: 512-1024 windows run ~2.5x faster per window than 16,384 on 2 cores).
+INFERENCE_CHUNK = 1024
+
 
 @dataclass
 class ForecastConfig:
@@ -289,7 +293,7 @@ class Forecaster:
 
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
-    def _forward(self, enc: Encoded, chunk_size: int = 16384) -> np.ndarray:
+    def _forward(self, enc: Encoded, chunk_size: int = INFERENCE_CHUNK) -> np.ndarray:
         """Scaled point forecasts [B, H] for encoded windows, chunked to bound memory."""
         self.model.eval()
         out = np.empty((len(enc.x), self.spec.horizon), dtype=np.float32)
@@ -303,7 +307,7 @@ class Forecaster:
         self,
         raw: RawWindows,
         levels: Sequence[float] | None = None,
-        chunk_size: int = 16384,
+        chunk_size: int = INFERENCE_CHUNK,
         exog_index: Sequence[int] | None = None,
     ) -> ForecastArrays:
         """The inference kernel: raw windows -> point forecasts and intervals, vectorised.
@@ -359,7 +363,7 @@ class Forecaster:
         *,
         level: float | None = None,
         max_missing: int | None = None,
-        chunk_size: int = 16384,
+        chunk_size: int = INFERENCE_CHUNK,
     ) -> tuple[pd.DataFrame, InferenceReport]:
         """Forecast every series of a long history frame from the slot `as_of` (or from each
         slot of a list of them, as backfill does).

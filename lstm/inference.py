@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from lstm.features import FeatureSpec
-from lstm.forecaster import Forecaster, InferenceReport
+from lstm.forecaster import INFERENCE_CHUNK, Forecaster, InferenceReport
 from lstm.intervals import level_key
-from lstm.panel import ID, TS, ColumnNames, Y, interpolate_flat, to_ns, validate_frame
+from lstm.panel import TS, ColumnNames, Y, interpolate_flat, to_ns, validate_columns
 from lstm.windows import RawWindows
 
 TARGET_KEYS = (Y, "requests_target")  # the seed called the target requests_target
@@ -72,15 +72,15 @@ def prepare_windows(
     """
     w, h = spec.window, spec.horizon
     max_missing = w // 4 if max_missing is None else max_missing
-    frame, _ = validate_frame(history, ColumnNames(), spec.exog, strict=False)
+    cols, _ = validate_columns(history, ColumnNames(), spec.exog, strict=False)
     report = InferenceReport()
-    codes, ids = pd.factorize(frame[ID], sort=True)
+    codes, ids = pd.factorize(cols.ids, sort=True)
     ids = np.asarray(ids, dtype=object).astype(str)
     n = len(ids)
     report.n_input_series = n
     if n == 0:
         return _empty_raw(spec), ids, report
-    ts_ns = to_ns(frame[TS])
+    ts_ns = to_ns(cols.ts)
     report.off_grid_rows = int(np.count_nonzero(ts_ns % spec.freq_ns))
     slot = ts_ns // spec.freq_ns
     if as_of is None:
@@ -97,14 +97,13 @@ def prepare_windows(
     needed = np.unique(np.concatenate([win_slots.ravel(), lag_slots.ravel()]))
     pos = np.searchsorted(needed, slot)
     hit = (pos < len(needed)) & (needed[np.minimum(pos, len(needed) - 1)] == slot)
-    y = frame[Y].to_numpy(dtype=np.float64)
+    y = cols.y
     bad = ~np.isfinite(y) | (y < 0)
-    rows, cols = codes[hit], pos[hit]
-    cells, dups, bad_cell = _scatter(rows, cols, y[hit], bad[hit], n, len(needed))
+    rows, col_idx = codes[hit], pos[hit]
+    cells, dups, bad_cell = _scatter(rows, col_idx, y[hit], bad[hit], n, len(needed))
     report.duplicate_rows = dups
     exog_cells = [
-        _scatter_mean(rows, cols, frame[c].to_numpy(dtype=np.float64)[hit], n, len(needed))
-        for c in spec.exog
+        _scatter_mean(rows, col_idx, cols.exog[c][hit], n, len(needed)) for c in spec.exog
     ]
 
     win = cells[:, np.searchsorted(needed, win_slots)]  # [N, K, W]
@@ -235,7 +234,7 @@ def batch_predict(
     *,
     as_of: pd.Timestamp | str | None = None,
     level: float | None = None,
-    chunk_size: int = 16384,
+    chunk_size: int = INFERENCE_CHUNK,
 ):
     """Forecast many series in one vectorised pass (chunked to bound memory).
 

@@ -171,6 +171,16 @@ def to_ns(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return pd.DatetimeIndex(ts).as_unit("ns").asi8
 
 
+@dataclass
+class Columns:
+    """A validated long frame as arrays: what `validate_columns` returns."""
+
+    ids: pd.Series  # str
+    ts: pd.Series  # tz-aware UTC
+    y: np.ndarray  # float64, NaN for missing or non-numeric
+    exog: dict[str, np.ndarray]  # float64 per feature
+
+
 def validate_frame(
     df: pd.DataFrame,
     columns: ColumnNames = ColumnNames(),
@@ -184,6 +194,22 @@ def validate_frame(
     strict=False (the scheduled job): they become missing values, counted per series.
     feature_cols=None takes every other numeric column as an exogenous feature.
     """
+    cols, report = validate_columns(df, columns, feature_cols, strict=strict)
+    out = pd.DataFrame({ID: cols.ids.to_numpy(), TS: cols.ts, Y: cols.y})
+    for name, values in cols.exog.items():
+        out[name] = values
+    return out, report
+
+
+def validate_columns(
+    df: pd.DataFrame,
+    columns: ColumnNames = ColumnNames(),
+    feature_cols: Sequence[str] | None = None,
+    *,
+    strict: bool = True,
+) -> tuple[Columns, PrepReport]:
+    """The checks of `validate_frame`, returning arrays (no frame is built: the 5-minute
+    inference path uses this directly)."""
     report = PrepReport(rows_in=len(df))
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -214,15 +240,14 @@ def validate_frame(
         raise DataValidationError(
             f"column {columns.id_col!r}: {int(ids.isna().sum())} row(s) without a series id"
         )
-    ids = ids.astype(str)
+    if not pd.api.types.is_string_dtype(ids.dtype) or ids.dtype == object:
+        ids = ids.astype(str)
     ts, report.assumed_utc = to_utc(df[columns.time_col], columns.time_col, ids)
-    out = pd.DataFrame({ID: ids.to_numpy(), TS: ts})
-    out[Y] = _numeric(df[columns.target_col], columns.target_col, ids, strict, report)
-    for name in feature_cols:
-        out[name] = _numeric(df[name], name, ids, strict, None)
+    y = _numeric(df[columns.target_col], columns.target_col, ids, strict, report)
+    exog = {name: _numeric(df[name], name, ids, strict, None) for name in feature_cols}
     if report.assumed_utc:
         log.info("timestamps in %r carry no timezone: assumed UTC", columns.time_col)
-    return out, report
+    return Columns(ids, ts, y, exog), report
 
 
 def _numeric(

@@ -69,7 +69,7 @@ def publish_predict(
     rows = [
         {"item": "issued_at", "value": ", ".join(str(s) for s in slots)},
         {"item": "model_version", "value": version},
-        {"item": "series forecast", "value": report.n_forecast},
+        {"item": "forecasts (series x slots)", "value": report.n_forecast},
         {"item": "forecast rows written", "value": written},
         {"item": "skipped (series x slot)", "value": report.n_skipped},
         {"item": "series with interpolated values", "value": len(report.repaired)},
