@@ -170,16 +170,17 @@ def _scatter(rows, cols, values, bad, n, width) -> tuple[np.ndarray, int, np.nda
     number of duplicate rows, and which cells held an invalid value."""
     flat = rows * width + cols
     ok = ~bad
+    bad_cell = np.zeros(n * width, dtype=bool)
+    bad_cell[flat[bad]] = True
+    all_count = np.bincount(flat, minlength=n * width)
+    if len(flat) == 0 or all_count.max() <= 1:  # the usual case: a store keyed by (series, ts)
+        cells = np.full(n * width, np.nan)
+        cells[flat[ok]] = values[ok]
+        return cells.reshape(n, width), 0, bad_cell.reshape(n, width)
     total = np.bincount(flat[ok], weights=values[ok], minlength=n * width)
     count = np.bincount(flat[ok], minlength=n * width)
-    all_count = np.bincount(flat, minlength=n * width)
     dups = int(np.maximum(all_count - 1, 0).sum())
-    bad_cell = np.bincount(flat[bad], minlength=n * width) > 0
-    return (
-        np.where(count > 0, total, np.nan).reshape(n, width),
-        dups,
-        bad_cell.reshape(n, width),
-    )
+    return np.where(count > 0, total, np.nan).reshape(n, width), dups, bad_cell.reshape(n, width)
 
 
 def _scatter_mean(rows, cols, values, n, width) -> np.ndarray:
