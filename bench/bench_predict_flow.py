@@ -3,9 +3,10 @@ upsert, score; 2 days of 5-minute history per series in the store.
 
     python -m bench.bench_predict_flow '{"backend": "sqlite", "series": 10000, "root": "/tmp/b"}'
 
-Each size runs in a fresh process: load the metrics (not timed), register the champion,
-then run the flow three times on consecutive slots (no catch-up) and report the median
-body time split into read / features / model / write / scoring, and the peak RSS.
+Each size runs in fresh processes: one loads the metrics and registers the champion (not
+timed), another runs the flow three times on consecutive slots (no catch-up) and reports
+the median body time split into read / features / model / write / scoring, and its peak
+RSS (the flow's, not the loader's).
 """
 
 from __future__ import annotations
@@ -53,26 +54,53 @@ def load_metrics(store, n_series: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
+def set_tables(suffix: str) -> None:
     import os
 
-    os.environ["FORECAST_METRICS_TABLE"] = f"bm_{uuid.uuid4().hex[:8]}"
-    os.environ["FORECAST_FORECASTS_TABLE"] = f"bf_{uuid.uuid4().hex[:8]}"
-    os.environ["FORECAST_ACCURACY_TABLE"] = f"ba_{uuid.uuid4().hex[:8]}"
-    from flows.predict import predict
+    os.environ["FORECAST_METRICS_TABLE"] = f"bm_{suffix}"
+    os.environ["FORECAST_FORECASTS_TABLE"] = f"bf_{suffix}"
+    os.environ["FORECAST_ACCURACY_TABLE"] = f"ba_{suffix}"
+
+
+def prepare(backend: str, n_series: int, work: Path, suffix: str) -> dict:
+    """Load the metrics and register a champion (the part that is not timed)."""
+    set_tables(suffix)
     from flows.settings import get_settings
     from lstm import ModelRegistry
     from tasks.common import get_store
 
-    work = Path(root) / f"{backend}-{n_series}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    url = store_url(backend, work)
-    store = get_store(get_settings(store_url=url))
+    store = get_store(get_settings(store_url=store_url(backend, work)))
     load_s = load_metrics(store, n_series)
     registry = ModelRegistry(work / "models")
     registry.promote(registry.save(bench_forecaster()), "benchmark")
-    rss_loaded = peak_rss_mb()
+    return {"load_metrics_s": load_s, "loader_peak_rss_mb": peak_rss_mb()}
+
+
+def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
+    from bench.common import run_isolated
+
+    work = Path(root) / f"{backend}-{n_series}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    suffix = uuid.uuid4().hex[:8]
+    loaded = run_isolated(
+        "bench.bench_predict_flow",
+        {
+            "phase": "prepare",
+            "backend": backend,
+            "series": n_series,
+            "work": str(work),
+            "suffix": suffix,
+        },
+        timeout=7200,
+    )
+    set_tables(suffix)
+    from flows.predict import predict
+    from flows.settings import get_settings
+    from tasks.common import get_store
+
+    url = store_url(backend, work)
+    store = get_store(get_settings(store_url=url))
 
     runs = []
     for k in range(repeat):
@@ -99,9 +127,8 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
         "score_s": med["score_s"],
         "scored_rows": runs[-1]["scored"],
         "peak_rss_mb": peak_rss_mb(),
-        "rss_after_load_mb": rss_loaded,
-        "load_metrics_s": load_s,
         "runs": len(runs),
+        **loaded,
     }
     if backend == "postgres":
         store.drop_all()
@@ -111,8 +138,10 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(
-        json.dumps(
-            run_one(args["backend"], int(args["series"]), args["root"], int(args.get("repeat", 3)))
+    if args.get("phase") == "prepare":
+        out = prepare(args["backend"], int(args["series"]), Path(args["work"]), args["suffix"])
+    else:
+        out = run_one(
+            args["backend"], int(args["series"]), args["root"], int(args.get("repeat", 3))
         )
-    )
+    print(json.dumps(out))

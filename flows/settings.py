@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     catch_up_slots: int = 12  # a run also fills missing forecast slots this far back
     max_lateness_slots: int = 3  # a scheduled run later than this skips its own slot
     score_lookback_slots: int = 288
+    # torch threads of a predict run: 1 leaves the other cores to a concurrent retrain (two
+    # processes each using every core slow each other down many times over)
+    predict_threads: int = 1
     storage_retries: int = 4  # transient storage errors: retry with exponential backoff
     storage_retry_delay_s: float = 5.0  # first delay; then x2 (5, 10, 20, 40 s)
 

@@ -175,9 +175,16 @@ def forecast_batch(
 ) -> tuple[pd.DataFrame, InferenceReport]:
     """Forecasts of every series from every slot, in one vectorised call, tagged with the
     model version that produced them."""
-    frame, report = forecaster.forecast(
-        history, list(slots), level=settings.level, max_missing=settings.max_missing
-    )
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, settings.predict_threads))
+    try:
+        frame, report = forecaster.forecast(
+            history, list(slots), level=settings.level, max_missing=settings.max_missing
+        )
+    finally:
+        torch.set_num_threads(threads)
     frame["model_version"] = version
     log = _logger()
     if report.skipped:
