@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import commit, machine, run_isolated  # noqa: E402
 
-PARTS = ("batch", "predict", "retrain")
+PARTS = ("batch", "predict", "served", "retrain")
 
 
 def pg_available() -> bool:
@@ -81,6 +81,20 @@ def main(argv: list[str] | None = None) -> dict:
                     f"score {r['score_s']:.2f})  peak {r['peak_rss_mb']:,.0f} MiB",
                     flush=True,
                 )
+
+    if "served" in parts:  # Prefect's own overhead: a served deployment on a local server
+        result["served"] = {}
+        for b in ["sqlite", "parquet"] + (["postgres"] if pg_available() else []):
+            n = 10_000
+            r = run_isolated(
+                "bench.bench_served", {"backend": b, "series": n, "root": str(root)}, timeout=7200
+            )
+            result["served"].setdefault(b, {})[str(n)] = r
+            print(
+                f"served predict {b:<8} {n:>7} series: run {r['run_s']:.2f}s (body {r['body_s']:.2f}s), "
+                f"trigger to done {r['trigger_to_done_s']:.2f}s",
+                flush=True,
+            )
 
     if "retrain" in parts:
         result["retrain"] = {}

@@ -1,7 +1,9 @@
 """Backfill: the forecasts predict would have written for every slot of a past range,
 computed in batches of slots (one read, one vectorised forecast, one write per batch)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in flow modules: `flow.serve()` ships the flow
+# to its run process by value (cloudpickle), where string annotations such as
+# 'datetime | None' no longer resolve and every run fails parameter validation.
 
 from datetime import datetime
 

@@ -1,6 +1,8 @@
 """The periodic retrain flow with champion/challenger promotion."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` in flow modules: `flow.serve()` ships the flow
+# to its run process by value (cloudpickle), where string annotations such as
+# 'datetime | None' no longer resolve and every run fails parameter validation.
 
 import time
 

@@ -75,3 +75,34 @@ def test_local_prefect_server_starts_on_loopback_and_stops(tmp_path):
             assert resp.status == 200
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=3)
+
+
+PICKLED_RUN = """
+import sys, cloudpickle
+flows = cloudpickle.loads(sys.stdin.buffer.read())
+ts = "2026-06-01T12:00:00+00:00"
+params = {"predict": {"as_of": ts}, "backfill": {"start": ts, "end": ts}, "retrain": {"history_days": 2}}
+for f in flows:
+    print(f.name, sorted(f.validate_parameters(params[f.name])))
+"""
+
+
+def test_flows_shipped_by_value_still_validate_their_parameters():
+    """`flow.serve()` runs each flow in a spawned process that receives the flow by value
+    (cloudpickle): its annotations must resolve there, or every served run fails with
+    "PredictModel is not fully defined"."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    flows = [entry(d["entrypoint"]) for d in load_yaml()["deployments"]]
+    proc = subprocess.run(
+        [sys.executable, "-c", PICKLED_RUN],
+        input=cloudpickle.dumps(flows),
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode()
+    assert "predict ['as_of'" in out and "backfill [" in out and "retrain [" in out, out

@@ -219,3 +219,76 @@ def test_worse_challenger_is_not_promoted_and_promote_rolls_back(job, monkeypatc
     assert f"* {first}" in listing.output and r["version"] in listing.output
     res = cli.invoke(app, ["--models", str(job.models_dir), "promote", "no-such-version"])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+SERVE_SCRIPT = """
+from prefect import serve
+from deployments.serve import build_deployments
+from flows.backfill import backfill
+serve(*build_deployments(), backfill.to_deployment(name="backfill"), print_starting_message=False)
+"""
+
+
+@pytest.mark.slow
+def test_served_deployments_run_predict_and_backfill_with_datetime_parameters(job, tmp_path):
+    """`forecast serve` for real: a served process picks up deployment runs from the API.
+
+    Served runs load the flow in a fresh process and validate parameters there; a flow
+    module with postponed annotations once failed exactly here ("PredictModel is not fully
+    defined") while every in-process test passed."""
+    if job.backend != "sqlite":
+        pytest.skip("one backend is enough: this test is about Prefect's served run path")
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        **job.env,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "FORECAST_STORE_URL": job.url,
+        "FORECAST_MODELS_DIR": str(job.models_dir),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        deadline = time.monotonic() + 180
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name("backfill/backfill")
+                    break
+                except Exception:
+                    assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                    assert time.monotonic() < deadline, "serve did not register its deployments"
+                    time.sleep(1)
+        as_of = END - 20 * STEP
+        fr = run_deployment(
+            "predict/predict",
+            parameters={"as_of": as_of.isoformat(), "catch_up_slots": 0},
+            timeout=300,
+        )
+        assert fr.state.is_completed(), fr.state.message
+        assert len(rows_at(job, as_of)) == N_SERIES * 12
+        lo, hi = END - 30 * STEP, END - 28 * STEP
+        fr = run_deployment(
+            "backfill/backfill",
+            parameters={"start": lo.isoformat(), "end": hi.isoformat()},
+            timeout=300,
+        )
+        assert fr.state.is_completed(), fr.state.message
+        for s in (lo, lo + STEP, hi):
+            assert len(rows_at(job, s)) == N_SERIES * 12, s
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
