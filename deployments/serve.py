@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -104,11 +105,20 @@ def local_prefect_server(home: Path | None = None, timeout: float = 180.0) -> It
     log.info(
         "starting a local Prefect server on 127.0.0.1:%d (UI: http://127.0.0.1:%d)", port, port
     )
+    # the server's output goes to a file, never to an unread pipe (a full pipe would block
+    # a server that runs for days); its tail is quoted if the server fails to start
+    log_dir = home if home is not None else Path(tempfile.mkdtemp(prefix="prefect-server-"))
+    log_path = log_dir / "prefect-server.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        wait_healthy(api_url, timeout, proc)
+        try:
+            wait_healthy(api_url, timeout, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = log_path.read_bytes()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"{exc}; server log {log_path}:\n{tail}") from exc
         log.info("local Prefect server healthy at %s", api_url)
         yield api_url
     finally:
@@ -119,7 +129,8 @@ def local_prefect_server(home: Path | None = None, timeout: float = 180.0) -> It
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        log.info("local Prefect server stopped")
+        log_file.close()
+        log.info("local Prefect server stopped (its log: %s)", log_path)
 
 
 @contextlib.contextmanager

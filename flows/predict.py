@@ -91,7 +91,8 @@ def predict(
     lap("score_s")
     timings.update({k: v for k, v in report.timings.items()})
     seconds = time.monotonic() - t0
-    publish_predict(slot_stamps, version, written, scored, report, seconds)
+    series_forecast = int(frame["series_id"].nunique()) if len(frame) else 0
+    publish_predict(slot_stamps, version, written, scored, report, seconds, series_forecast)
     log.info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",
         slot_stamps[-1],
@@ -108,7 +109,7 @@ def predict(
         "as_of": str(slot_stamps[-1]),
         "slots": [str(s) for s in slot_stamps],
         "model_version": version,
-        "series_forecast": int(frame["series_id"].nunique()) if len(frame) else 0,
+        "series_forecast": series_forecast,
         "forecasts": report.n_forecast,  # series x slots
         "written": written,
         "skipped": dict(report.skipped),

@@ -33,6 +33,16 @@ def register(registry: ModelRegistry, challenger, table, decision, prep, champio
     return version
 
 
+def feature_ranking(forecaster) -> str:
+    """'a 0.41, b 0.22, ...' from the model's recorded feature selection ('not ranked')."""
+    sel = forecaster.metadata.get("feature_selection") or {}
+    imp = sel.get("importances") or {}
+    if not imp:
+        return "not ranked"
+    kept = f" (kept top {sel['top_k']})" if sel.get("top_k") is not None else ""
+    return ", ".join(f"{k} {v:.3f}" for k, v in imp.items()) + kept
+
+
 @flow(name="retrain", timeout_seconds=6 * 3600)
 def retrain(
     history_days: float | None = None,
@@ -89,6 +99,7 @@ def retrain(
             "training": f"{training.get('epochs_run')} epochs, best {training.get('best_epoch')}, "
             f"{training.get('seconds')}s ({training.get('stop_reason')})",
             "features": ", ".join(challenger.spec.input_names + challenger.spec.future_names),
+            "feature importance (Random Forest)": feature_ranking(challenger),
         },
         image,
     )

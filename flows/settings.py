@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     # model
     window: int = 12
     horizon: int = 12
-    lags: tuple[int, ...] = (288, 2016)
+    lags: tuple[int, ...] | None = None  # seasonal lags in slots; None: one day and one week
+    # every retrain ranks the candidate features (Random-Forest importance, recorded in the
+    # model's metadata and the run's artifact); select_top_k keeps only the k best
+    feature_ranking: bool = True
     select_top_k: int | None = None
     hidden_size: int = 64
     num_layers: int = 2

@@ -21,12 +21,25 @@ app = typer.Typer(
 )
 
 
+OUR_LOGGERS = ("lstm", "storage", "deployments", "forecast_cli")
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Our packages' logs on stderr (INFO with -v, else warnings only).
+
+    `logging.basicConfig` would do nothing here: importing Prefect has already given the
+    root logger a handler (at WARNING), so our loggers get a handler of their own. Inside a
+    flow run, the tasks forward the library's progress to the run logger instead.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not getattr(h, "_forecast_cli", False)]
+        handler._forecast_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.propagate = False
 
 
 @app.callback()
@@ -109,7 +122,7 @@ def backtest(
         ),
     ],
     freq: Annotated[str, typer.Option(help="Grid of the series.")] = "5min",
-    horizon: Annotated[int, typer.Option(help="Steps to forecast from each origin.")] = 12,
+    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast from each origin.")] = 12,
     id_col: Annotated[str, typer.Option("--id-col", help="Series id column.")] = "series_id",
     time_col: Annotated[
         str, typer.Option("--time-col", help="Timestamp column (folder mode: 'timestamp').")
@@ -147,21 +160,28 @@ def backtest(
         ForecastError,
         load_dataset,
         plot_metrics_comparison,
+        regularize,
     )
-    from lstm.backtest import format_table, run_backtest
+    from lstm.backtest import format_table, report_json, run_backtest
 
     try:
         df, cols = load_dataset(data, ColumnNames(id_col, time_col, target_col))
+        panel, prep = regularize(df, freq, cols, strict=True)
         cfg = ForecastConfig()
         cfg = replace(cfg, train=replace(cfg.train, max_seconds=max_seconds, seed=seed))
-        typer.echo(f"backtest on {data}: training (budget {max_seconds:g}s) ...", err=True)
-        report = run_backtest(df, freq, horizon, cols, cfg, dataset=data.name)
+        typer.echo(
+            f"backtest on {data}: {panel.n_series} series, training (budget {max_seconds:g}s) ...",
+            err=True,
+        )
+        report = run_backtest(
+            df, freq, horizon, cols, cfg, dataset=data.name, panel=panel, prep=prep
+        )
     except ForecastError as exc:
         fail(str(exc))
     typer.echo(format_table(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+        json_out.write_text(report_json(report))
         typer.echo(f"report written to {json_out}", err=True)
     if plot is not None:
         plot_metrics_comparison(
@@ -222,7 +242,7 @@ def train(
     baselines on the most recent day, register it, promote it if it wins."""
     from flows.retrain import retrain
 
-    _setup_logging(True)
+    _setup_logging(False)
     _ensure_local_dirs(_settings())
     result = _run_flow(
         retrain, history_days=history_days, train_max_seconds=max_seconds, promotion_margin=margin
@@ -242,7 +262,7 @@ def predict(
     """Run the predict flow once: forecast the next hour of every series and upsert it."""
     from flows.predict import predict as predict_flow
 
-    _setup_logging(True)
+    _setup_logging(False)
     result = _run_flow(predict_flow, as_of=as_of)
     _echo_json(result)
 
@@ -258,7 +278,7 @@ def backfill(
     """Write the forecasts predict would have written for every slot in [start, end]."""
     from flows.backfill import backfill as backfill_flow
 
-    _setup_logging(True)
+    _setup_logging(False)
     result = _run_flow(backfill_flow, start=start, end=end, batch_slots=batch_slots)
     _echo_json(result)
 

@@ -7,6 +7,7 @@ fit and predict seconds, and the same for Naive and SeasonalNaive (season = 1 da
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -17,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from lstm.errors import DataValidationError
 from lstm.forecaster import ForecastConfig, Forecaster
 from lstm.intervals import level_key
 from lstm.metrics import (
@@ -54,6 +56,21 @@ def _scores(target, pred, series, scale) -> dict:
     }
 
 
+def report_json(report: dict) -> str:
+    """The report as strict JSON: undefined figures (NaN, inf) become null."""
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float | np.floating):
+            return float(v) if np.isfinite(v) else None
+        return v
+
+    return json.dumps(clean(report), indent=2, allow_nan=False)
+
+
 def seasonal_period(freq_ns: int) -> int:
     """Slots in one day: the SeasonalNaive season."""
     return int(pd.Timedelta(days=1).value // freq_ns)
@@ -73,20 +90,24 @@ def run_backtest(
     """Run the protocol on a long frame and return the report (the `--json` shape)."""
     if panel is None:
         panel, prep = regularize(df, freq, columns, feature_cols, strict=True)
+    if prep is not None and prep.dropped:
+        named = ", ".join(f"{k!r} ({v})" for k, v in list(prep.dropped.items())[:5])
+        if panel.n_series == 0:
+            raise DataValidationError(f"no series left to backtest: every one was dropped: {named}")
+        log.warning("%d series dropped: %s", len(prep.dropped), named)
     cfg = config or ForecastConfig()
     cfg = replace(cfg, horizon=horizon, freq=freq)
+    cfg.check_horizon()
     split = protocol_split(panel)
     need = cfg.window + horizon
     short = [
-        (panel.ids[i], int(n))
+        (str(panel.ids[i]), int(n))
         for i, n in enumerate(split.lengths)
         if split.n_val[i] < horizon
         or split.n_train[i] < need
         or split.lengths[i] - split.test_start[i] < horizon
     ]
     if short:
-        from lstm.errors import DataValidationError
-
         raise DataValidationError(
             f"{len(short)} series too short for the protocol (70/10/20 split with window "
             f"{cfg.window} and horizon {horizon}; each part needs at least {need} slots in "
@@ -151,7 +172,7 @@ def run_backtest(
         "models": models,
         "settings": {
             "window": cfg.window,
-            "lags": list(cfg.lags),
+            "lags": list(cfg.lag_slots()),
             "features": forecaster.spec.input_names,
             "future_features": forecaster.spec.future_names,
             "hidden_size": cfg.model.hidden_size,

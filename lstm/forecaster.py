@@ -59,20 +59,41 @@ class ForecastConfig:
     window: int = 12
     horizon: int = 12
     freq: str = "5min"
-    lags: tuple[int, ...] = (288, 2016)  # one day and one week of 5-minute slots
+    # seasonal lags in slots; None: one day and one week at `freq` (288, 2016 at 5 minutes)
+    lags: tuple[int, ...] | None = None
     calendar: tuple[str, ...] = CALENDAR_FEATURES
     exog: tuple[str, ...] | None = None  # None: every exogenous column of the training data
     use_level: bool = True
     lags_in_window: bool = True  # the encoder also sees each window step's lagged values
     select_top_k: int | None = None  # keep the k most important candidate features (RF)
+    rank_features: bool = False  # rank candidates (RF) and record it even when keeping all
     levels: tuple[float, ...] = (0.8, 0.95)
     interval_bins: int = 4
     target_scaler: TargetScaler = field(default_factory=TargetScaler)
     model: LSTMConfig = field(default_factory=LSTMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def lag_slots(self) -> tuple[int, ...]:
+        """The seasonal lags in slots: `lags`, or one day and one week at `freq`."""
+        if self.lags is not None:
+            return tuple(int(lag) for lag in self.lags)
+        step = pd.Timedelta(self.freq)
+        return tuple(int(round(pd.Timedelta(days=d) / step)) for d in (1, 7))
+
+    def check_horizon(self) -> tuple[int, ...]:
+        """The lags in slots, once the horizon is known to fit them (clear error if not)."""
+        lags = self.lag_slots()
+        if self.horizon < 1 or any(lag < self.horizon for lag in lags):
+            raise DataValidationError(
+                f"horizon {self.horizon} must be at least 1 and at most the shortest seasonal "
+                f"lag ({min(lags, default='none')} slots; lags {list(lags)}): a lag shorter than "
+                "the horizon would need values not yet observed"
+            )
+        return lags
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["lags"] = list(self.lag_slots())
         d["target_scaler"] = self.target_scaler.to_dict()
         return d
 
@@ -147,9 +168,7 @@ class Forecaster:
                 f"config freq {cfg.freq!r} does not match the data's grid "
                 f"({pd.Timedelta(panel.freq_ns, 'ns')})"
             )
-        bad_lags = [lag for lag in cfg.lags if lag < cfg.horizon]
-        if bad_lags:
-            raise ValueError(f"lags {bad_lags} are shorter than the horizon {cfg.horizon}")
+        lags = cfg.check_horizon()
         split = split or protocol_split(panel)
         exog = tuple(panel.exog_names) if cfg.exog is None else tuple(cfg.exog)
         missing = [c for c in exog if c not in panel.exog_names]
@@ -163,7 +182,7 @@ class Forecaster:
             freq_ns=panel.freq_ns,
             calendar=tuple(cfg.calendar),
             exog=exog,
-            lags=tuple(cfg.lags),
+            lags=lags,
             use_level=cfg.use_level,
             lags_in_window=cfg.lags_in_window,
         )
@@ -187,7 +206,7 @@ class Forecaster:
         target_scaler = cfg.target_scaler
 
         selection = None
-        if cfg.select_top_k is not None:
+        if cfg.select_top_k is not None or cfg.rank_features:
             from lstm.selection import select_features_lstm
 
             selection = select_features_lstm(

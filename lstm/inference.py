@@ -311,16 +311,22 @@ def validate_real_time_input(
             continue
         if not isinstance(values, list | tuple | np.ndarray | pd.Series):
             return False, f"Feature {key} must be list/array, got {type(values).__name__}"
-        if len(values) < window_size:
-            return (
-                False,
-                f"Feature {key} should have at least {window_size} values, got {len(values)}",
-            )
         try:
             arr = np.asarray(values, dtype=np.float64)
         except (ValueError, TypeError):
-            bad = [v for v in values if not _is_number(v)]
-            return False, f"Feature {key} has non-numeric values {bad[:3]}"
+            flat = [v for v in values if not _is_number(v)]
+            return False, f"Feature {key} has non-numeric values {flat[:3]}"
+        if arr.ndim != 1:
+            return (
+                False,
+                f"Feature {key} must be one-dimensional (one value per slot), got shape "
+                f"{arr.shape}",
+            )
+        if len(arr) < window_size:
+            return (
+                False,
+                f"Feature {key} should have at least {window_size} values, got {len(arr)}",
+            )
         if np.isnan(arr).any():
             return (
                 False,

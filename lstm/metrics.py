@@ -98,7 +98,9 @@ def per_series_metrics(
     out = {}
     for i, sid in enumerate(uniques):
         mae = float(sums[i] / counts[i])
-        out[str(sid)] = {"MAE": mae, "MASE": float(mae / scale[sid])}
+        sc = scale[sid]
+        # a flat train part has no naive error: MASE is undefined there (NaN, not inf)
+        out[str(sid)] = {"MAE": mae, "MASE": float(mae / sc) if sc > 0 else float("nan")}
     return out
 
 

@@ -246,7 +246,7 @@ def validate_columns(
     y = _numeric(df[columns.target_col], columns.target_col, ids, strict, report)
     exog = {name: _numeric(df[name], name, ids, strict, None) for name in feature_cols}
     if report.assumed_utc:
-        log.info("timestamps in %r carry no timezone: assumed UTC", columns.time_col)
+        log.warning("timestamps in %r carry no timezone: assumed UTC", columns.time_col)
     return Columns(ids, ts, y, exog), report
 
 
@@ -413,13 +413,15 @@ def load_dataset(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
         if not files:
             raise DataValidationError(f"folder {str(path)!r} holds no .csv or .parquet file")
-        time_col = columns.time_col if columns.time_col != TS else "timestamp"
         parts = []
         for f in files:
             part = _read_file(f)
             part.insert(0, ID, f.stem)
             parts.append(part)
         frame = pd.concat(parts, ignore_index=True)
+        time_col = columns.time_col
+        if time_col == TS and TS not in frame.columns and "timestamp" in frame.columns:
+            time_col = "timestamp"  # the NAB layout: timestamp,value per file
         return frame, ColumnNames(ID, time_col, columns.target_col)
     return _read_file(path), columns
 
@@ -427,7 +429,18 @@ def load_dataset(
 def _read_file(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix == ".parquet" or path.is_dir():
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".gz", ".txt"):
-        return pd.read_csv(path)
-    raise DataValidationError(f"{str(path)!r}: expected a .csv or .parquet file")
+        kind, read = "Parquet", pd.read_parquet
+    elif suffix in (".csv", ".gz", ".txt"):
+        kind, read = "CSV", pd.read_csv
+    else:
+        raise DataValidationError(f"{str(path)!r}: expected a .csv or .parquet file")
+    try:
+        frame = read(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        # pandas' EmptyDataError and pyarrow's ArrowInvalid are ValueErrors
+        raise DataValidationError(
+            f"{str(path)!r} cannot be read as {kind}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if frame.empty:
+        raise DataValidationError(f"{str(path)!r} holds no rows")
+    return frame

@@ -38,3 +38,37 @@ class NonNumericValueWarning(UserWarning):
 
 class NaiveTimestampWarning(UserWarning):
     """A timezone-naive timestamp was given; it is taken to be UTC."""
+
+
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """An error raised by SQLAlchemy or a database driver (sqlite3, psycopg)."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError | sqlite3.Error) or type(exc).__module__.startswith("psycopg")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a second try may succeed: a lost or refused connection, a locked or busy
+    database, an I/O hiccup. A bad statement, a constraint violation or a missing table or
+    key fails the same way every time (retrying it only delays the error)."""
+    import sqlite3
+
+    if isinstance(exc, StorageConnectionError | TimeoutError | ConnectionError):
+        return True
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.OperationalError):
+        return any(s in str(orig).lower() for s in _SQLITE_TRANSIENT)
+    if type(orig).__module__.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(orig, OSError) and not isinstance(
+        orig, FileNotFoundError | PermissionError | IsADirectoryError
+    )

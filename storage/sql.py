@@ -47,6 +47,8 @@ from storage.errors import (
     SchemaError,
     StorageConnectionError,
     WriteError,
+    is_driver_error,
+    is_transient,
 )
 from storage.sqlcodec import TsCodec, detect_sqlite_codec
 from storage.sqlschema import (
@@ -516,10 +518,20 @@ class SqlStore(Store):
             if self.dialect == "postgresql":
                 return self._pg_upsert(conn, table, tab, key, codecs)
             return self._sqlite_upsert(conn, table, tab, key, codecs)
-        except sa.exc.DBAPIError as exc:
+        except Exception as exc:
+            # the bulk paths use the driver's own cursor: its errors arrive unwrapped
+            if not is_driver_error(exc) or is_transient(exc):
+                raise  # transient: the caller's retry policy decides
+            detail = str(getattr(exc, "orig", None) or exc).strip()
+            hint = ""
+            if "ON CONFLICT" in detail.upper():
+                hint = (
+                    f" (table {table.name!r} needs a primary key or unique index on "
+                    f"({', '.join(key)}); tables this store creates have one)"
+                )
             raise WriteError(
                 f"writing {tab.num_rows} rows into table {table.name!r} failed; nothing was "
-                f"written: {str(exc.orig).strip()}"
+                f"written: {detail}{hint}"
             ) from exc
 
     def _sqlite_upsert(

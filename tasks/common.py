@@ -24,25 +24,10 @@ def is_transient(task, task_run, state) -> bool:
 
 
 def transient_error(exc: BaseException) -> bool:
-    import sqlite3
+    """storage's own classification: connection, lock and I/O errors are transient."""
+    from storage.errors import is_transient
 
-    import psycopg
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from storage import StorageConnectionError
-
-    if isinstance(exc, StorageConnectionError | TimeoutError | ConnectionError):
-        return True
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
-        return True
-    # driver errors raised below SQLAlchemy (the stores use the raw connection for bulk I/O)
-    if isinstance(
-        exc, sqlite3.OperationalError | psycopg.OperationalError | psycopg.InterfaceError
-    ):
-        return True
-    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+    return is_transient(exc)
 
 
 STORAGE_TASK = {

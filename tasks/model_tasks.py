@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pandas as pd
@@ -24,6 +25,7 @@ from lstm.promotion import Decision, compare_models, decide_promotion, holdout_s
 from lstm.windows import Split
 from tasks.common import COMPUTE_TASK
 
+LOG_NAMED = 50  # skipped series named in the log (all are counted; the artifact names more)
 _CACHE: dict[tuple[str, str], Forecaster] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -35,14 +37,42 @@ def _logger():
         return logging.getLogger("tasks")
 
 
+class _ToRunLogger(logging.Handler):
+    """Forwards the library's log records to the Prefect run logger (console and UI)."""
+
+    def __init__(self, target: logging.LoggerAdapter | logging.Logger) -> None:
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.log(record.levelno, "%s", record.getMessage())
+
+
+@contextmanager
+def library_progress(name: str = "lstm") -> Iterator[None]:
+    """Within a task: the `lstm` library's INFO logs (per-epoch training progress, data
+    repairs) reach the run's log, which Prefect prints and shows in the UI."""
+    lib = logging.getLogger(name)
+    saved = lib.handlers, lib.level, lib.propagate
+    lib.handlers = [_ToRunLogger(_logger())]  # the run logger prints each line once
+    lib.setLevel(logging.INFO)
+    lib.propagate = False
+    try:
+        yield
+    finally:
+        lib.handlers, lib.propagate = saved[0], saved[2]
+        lib.setLevel(saved[1])  # setLevel, not .level: it clears the enabled-for cache
+
+
 def forecast_config(settings: Settings) -> ForecastConfig:
     cfg = ForecastConfig(
         window=settings.window,
         horizon=settings.horizon,
         freq=settings.freq,
-        lags=tuple(settings.lags),
+        lags=None if settings.lags is None else tuple(settings.lags),
         levels=tuple(sorted({0.8, 0.95, settings.level})),
         select_top_k=settings.select_top_k,
+        rank_features=settings.feature_ranking,
     )
     return replace(
         cfg,
@@ -115,7 +145,8 @@ def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, Pre
     """Validate and regularise the training history (repairs counted, bad series named)."""
     if history.empty:
         raise ValueError("the metrics table holds no rows in the requested history window")
-    panel, report = regularize(history, settings.freq, strict=False)
+    with library_progress():
+        panel, report = regularize(history, settings.freq, strict=False)
     log = _logger()
     log.info(
         "history: %d series, %d slots; filled %d gaps, summed %d duplicates, %d invalid values, "
@@ -134,8 +165,10 @@ def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, Pre
 
 @task(name="train-challenger", **{**COMPUTE_TASK, "timeout_seconds": 6 * 3600})
 def train_challenger(panel: Panel, split: Split, settings: Settings) -> Forecaster:
-    """Fit a new global model (feature selection, early stopping, interval calibration)."""
-    return Forecaster.fit(panel, split, forecast_config(settings))
+    """Fit a new global model (feature ranking, early stopping, interval calibration); the
+    per-epoch progress goes to the run's log."""
+    with library_progress():
+        return Forecaster.fit(panel, split, forecast_config(settings))
 
 
 def holdout(panel: Panel, settings: Settings) -> Split:
@@ -188,9 +221,14 @@ def forecast_batch(
     frame["model_version"] = version
     log = _logger()
     if report.skipped:
-        shown = "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:10])
+        named = list(report.skipped.items())[:LOG_NAMED]
+        more = len(report.skipped) - len(named)
         log.warning(
-            "skipped %d forecast(s) of %d series: %s", report.n_skipped, len(report.skipped), shown
+            "skipped %d forecast(s) of %d series: %s%s",
+            report.n_skipped,
+            len(report.skipped),
+            "; ".join(f"{k}: {v}" for k, v in named),
+            f"; and {more} more (named in the run's predict-summary artifact)" if more else "",
         )
     if report.repaired:
         log.info(

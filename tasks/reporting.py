@@ -13,6 +13,8 @@ from lstm import InferenceReport
 from lstm.promotion import Decision
 from tasks.common import COMPUTE_TASK
 
+MAX_NAMED = 1000  # skipped series named in the predict artifact (the rest are counted)
+
 
 def comparison_markdown(table: pd.DataFrame, decision: Decision, version: str, extra: dict) -> str:
     cols = [c for c in ("MASE", "MASE_step1", "WAPE", "MAE", "coverage_80") if c in table.columns]
@@ -65,21 +67,31 @@ def publish_predict(
     scored: int,
     report: InferenceReport,
     seconds: float,
+    series_forecast: int,
 ) -> list[dict]:
+    skipped_series = list(report.skipped)
+    shown = skipped_series[:MAX_NAMED]
+    more = len(skipped_series) - len(shown)
     rows = [
         {"item": "issued_at", "value": ", ".join(str(s) for s in slots)},
         {"item": "model_version", "value": version},
+        {"item": "series forecast", "value": series_forecast},
         {"item": "forecasts (series x slots)", "value": report.n_forecast},
         {"item": "forecast rows written", "value": written},
+        {"item": "series skipped", "value": len(skipped_series)},
         {"item": "skipped (series x slot)", "value": report.n_skipped},
         {"item": "series with interpolated values", "value": len(report.repaired)},
         {"item": "matured forecasts scored", "value": scored},
         {"item": "duration s", "value": round(seconds, 3)},
     ]
-    rows += [
-        {"item": f"skipped: {sid}", "value": reason}
-        for sid, reason in list(report.skipped.items())[:50]
-    ]
+    if skipped_series:
+        rows.append(
+            {
+                "item": "skipped series",
+                "value": ", ".join(map(str, shown)) + (f" and {more} more" if more else ""),
+            }
+        )
+    rows += [{"item": f"skipped: {sid}", "value": report.skipped[sid]} for sid in shown[:50]]
     create_table_artifact(
         table=rows,
         key="predict-summary",

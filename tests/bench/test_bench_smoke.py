@@ -47,3 +47,13 @@ def test_run_py_writes_the_documented_json(tmp_path):
     row = data["batch_vs_loop"]["200"]
     assert {"batch_per_s", "loop_per_s", "ratio", "forward_only_per_s"} <= set(row)
     assert {"cores", "cpu"} <= set(data["machine"]) and isinstance(data["commit"], str)
+
+
+@pytest.mark.slow
+def test_served_predict_benchmark_runs(tmp_path):
+    """A served deployment against its own local Prefect server (no harness)."""
+    from bench.bench_served import run_one
+
+    r = run_one("sqlite", 30, str(tmp_path), repeat=1)
+    assert r["series"] == 30 and r["runs"] == 1
+    assert 0 < r["body_s"] <= r["run_s"] <= r["trigger_to_done_s"], r

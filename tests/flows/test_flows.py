@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,9 +64,23 @@ def test_predict_writes_every_series_with_the_champion_version(job):
     champion = ModelRegistry(job.models_dir).champion()
     assert set(rows["model_version"]) == {champion}
     assert (rows["yhat_lower"] <= rows["yhat"]).all() and (rows["yhat"] <= rows["yhat_upper"]).all()
-    assert (
-        out["scored"] == N_SERIES * 12 or out["scored"] >= 0
-    )  # scoring ran (count depends on history)
+
+
+def test_the_next_run_scores_forecasts_whose_actuals_arrived(job):
+    first, second = END - 50 * STEP, END - 49 * STEP
+    kwargs = dict(store_url=job.url, models_dir=str(job.models_dir), catch_up_slots=0)
+    predict(as_of=first.to_pydatetime(), **kwargs)
+    issued = rows_at(job, first)
+    out = predict(as_of=second.to_pydatetime(), **kwargs)  # `second` is first's step-1 target
+    scored = job.store().read_accuracy_rows(start=second, end=second)
+    mine = scored[scored["issued_at"] == first].sort_values("series_id")
+    assert out["scored"] >= N_SERIES and len(mine) == N_SERIES, out["scored"]
+    actual = job.frame[job.frame.ts == second].set_index("series_id")["value"]
+    yhat = issued[issued.step == 1].set_index("series_id")["yhat"]
+    expected = (actual - yhat).abs().sort_index()
+    assert (mine["step"] == 1).all()
+    np.testing.assert_allclose(mine["abs_error"].to_numpy(), expected.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(mine["y"].to_numpy(), actual.sort_index().to_numpy())
 
 
 def test_predict_rerun_for_the_same_slot_changes_no_row_count(job):
@@ -231,11 +246,9 @@ serve(*build_deployments(), backfill.to_deployment(name="backfill"), print_start
 
 @pytest.mark.slow
 def test_served_deployments_run_predict_and_backfill_with_datetime_parameters(job, tmp_path):
-    """`forecast serve` for real: a served process picks up deployment runs from the API.
-
-    Served runs load the flow in a fresh process and validate parameters there; a flow
-    module with postponed annotations once failed exactly here ("PredictModel is not fully
-    defined") while every in-process test passed."""
+    """`forecast serve` for real: a served process registers the deployments, picks up
+    runs from the API, loads the flows in fresh processes, validates their datetime
+    parameters there and writes through the store (in-process tests never do any of it)."""
     if job.backend != "sqlite":
         pytest.skip("one backend is enough: this test is about Prefect's served run path")
     import os

@@ -91,6 +91,51 @@ def test_cli_bad_input_gets_a_clear_error(tmp_path, content, args, message):
     assert message in result.output
 
 
+GOOD = "series_id,ts,value\n" + "".join(
+    f"x,2026-01-01 {h:02d}:{m:02d},{h + m}\n" for h in range(3) for m in range(0, 60, 5)
+)
+
+
+@pytest.mark.parametrize(
+    "name, content, args, message",
+    [
+        ("m.csv", "", [], "cannot be read as CSV: EmptyDataError"),
+        ("m.csv", "series_id,ts,value\n", [], "holds no rows"),
+        ("m.parquet", "this is not parquet", [], "cannot be read as Parquet"),
+        ("m.csv", "", [], None),
+        ("m.csv", GOOD, ["--horizon", "0"], "Invalid value for '--horizon'"),
+        ("m.csv", GOOD, ["--horizon", "300"], "at most the shortest seasonal lag (288 slots"),
+    ],
+)
+def test_cli_unreadable_or_impossible_input_is_a_one_line_error(
+    tmp_path, name, content, args, message
+):
+    if message is None:  # every target value negative: the only series is dropped, and said so
+        content = "series_id,ts,value\nx,2026-01-01 00:00,-1\nx,2026-01-01 00:05,-2\n"
+        message = "no series left to backtest: every one was dropped: 'x'"
+    path = tmp_path / name
+    path.write_text(content)
+    result = CliRunner().invoke(app, ["backtest", "--data", str(path), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_json_report_is_strict_json_with_null_for_undefined_figures():
+    from lstm.backtest import report_json
+
+    text = report_json({"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": np.float64(2)}})
+    assert json.loads(text) == {"a": None, "b": [1.5, None], "c": {"d": 2.0}}
+
+
+def test_seasonal_lags_follow_the_grid():
+    from lstm import ForecastConfig
+
+    assert ForecastConfig().lag_slots() == (288, 2016)
+    assert ForecastConfig(freq="1h").lag_slots() == (24, 168)
+    assert ForecastConfig(freq="1h", lags=(48,)).lag_slots() == (48,)
+
+
 def test_long_parquet_input_with_custom_columns(tmp_path):
     df = generate_metrics(n_series=2, days=0.5, seed=2).rename(
         columns={"series_id": "svc", "ts": "time"}

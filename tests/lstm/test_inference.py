@@ -128,6 +128,10 @@ def test_missing_exogenous_column_is_a_clear_error(small_forecaster, synth_frame
         (lambda d: d["value"].__setitem__(-3, "abc"), "non-numeric values ['abc']"),
         (lambda d: d.update(error_rate="0.1"), "must be list/array"),
         (lambda d: d["ts"].__setitem__(-1, "yesterday-ish"), "not a timestamp"),
+        (
+            lambda d: d.update(value=[[v, v] for v in d["value"]]),
+            "must be one-dimensional (one value per slot), got shape",
+        ),
     ],
 )
 def test_validate_real_time_input_messages(small_forecaster, synth_frame, mutate, message):

@@ -130,7 +130,13 @@ def test_r09_bad_metrics_are_rejected_or_repaired_and_the_rest_forecast(sqlite_e
     from tasks.common import forget_stores
 
     forget_stores()
-    with pytest.warns(Warning) if case == "naive_timestamps" else _nothing():
+    from storage import NaiveTimestampWarning, NonNumericValueWarning
+
+    warning = {
+        "naive_timestamps": NaiveTimestampWarning,
+        "string_in_target": NonNumericValueWarning,
+    }.get(case)
+    with pytest.warns(warning) if warning else _nothing():
         out = sqlite_env.predict(END)
     healthy = sorted(set(sqlite_env.frame.series_id) - {expect.get("skipped")})
     rows = sqlite_env.store().read_forecasts(issued_at=END)
@@ -166,6 +172,19 @@ def test_r09_missing_column_is_a_clear_error(sqlite_env):
         sqlite_env.predict(END)
     msg = str(err.value)
     assert "'value'" in msg and sqlite_env.tables["metrics"] in msg
+
+
+def test_r09_wrong_table_name_is_a_clear_error(sqlite_env, monkeypatch):
+    from storage import SchemaError
+    from tasks.common import forget_stores
+
+    monkeypatch.setenv("FORECAST_METRICS_TABLE", "no_such_metrics")
+    forget_stores()
+    with pytest.raises(SchemaError) as err:
+        sqlite_env.predict(END)
+    msg = str(err.value)
+    assert "'no_such_metrics'" in msg and sqlite_env.tables["forecasts"] in msg, msg
+    forget_stores()
 
 
 def test_r09_empty_table_writes_nothing_and_says_so(sqlite_env):

@@ -56,14 +56,23 @@ def test_r02_two_predict_runs_for_one_slot_at_the_same_time(env):
     assert len(df) == N_SERIES * 12, f"{len(df)} rows for the slot, expected {N_SERIES * 12}"
 
 
-def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env):
+@pytest.mark.parametrize("at", ["first", "last"])
+def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env, at):
+    """`first`: the first fault point of the write (SQLite: after the first chunk of rows;
+    PostgreSQL: rows staged, upsert not run; Parquet: temp file written). `last`: every row
+    already upserted inside the transaction (or the file written), just before the commit
+    (or the rename)."""
     env.predict(END)
     old = env.store().read_forecasts(issued_at=END)
     import storage.parquet
     import storage.sql
 
+    reached = []
+
     def boom(label):
-        raise RuntimeError(f"injected failure at {label}")
+        reached.append(label)
+        if at == "first" or label in ("before_commit", "before_replace"):
+            raise RuntimeError(f"injected failure at {label}")
 
     # a retrain changes the model: the rewrite would change every value
     new_version = retrain_new_version(env)
@@ -71,8 +80,9 @@ def test_r03a_exception_half_way_through_a_write_keeps_the_old_rows(env):
     with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError, match="injected failure"):
         mp.setattr(module, "_fault_point", boom)
         env.predict(END)
+    assert at == "first" or reached[-1] in ("before_commit", "before_replace"), reached
     now = env.store().read_forecasts(issued_at=END)
-    pd.testing.assert_frame_equal(now, old)
+    pd.testing.assert_frame_equal(now, old, obj=f"rows after a failure at {reached[-1]}")
     assert set(now.model_version) == {env.version} != {new_version}
 
 
@@ -141,21 +151,27 @@ def test_r05_parquet_readers_see_one_whole_version_during_rewrites(
     env.predict(END)
     base = store.read_forecasts(issued_at=END).drop(columns=["created_at"])
     stop = threading.Event()
-    bad, reads = [], [0]
+    bad, reads, writes, crashed = [], [0], [0], []
 
     def writer():
-        k = 0
-        while not stop.is_set():
-            k += 1
-            store.write_forecasts(base.assign(model_version=f"w{k}", yhat=base.yhat + k))
+        try:
+            while not stop.is_set():
+                k = writes[0] + 1
+                store.write_forecasts(base.assign(model_version=f"w{k}", yhat=base.yhat + k))
+                writes[0] = k
+        except Exception as exc:  # a thread's exception would otherwise only be a warning
+            crashed.append(("writer", exc))
 
     def reader():
-        while not stop.is_set():
-            df = store.read_forecasts(issued_at=END)
-            reads[0] += 1
-            versions = set(df.model_version)
-            if len(df) != len(base) or len(versions) != 1:
-                bad.append((len(df), versions))
+        try:
+            while not stop.is_set():
+                df = store.read_forecasts(issued_at=END)
+                reads[0] += 1
+                versions = set(df.model_version)
+                if len(df) != len(base) or len(versions) != 1:
+                    bad.append((len(df), versions))
+        except Exception as exc:
+            crashed.append(("reader", exc))
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     for t in threads:
@@ -164,8 +180,10 @@ def test_r05_parquet_readers_see_one_whole_version_during_rewrites(
     stop.set()
     for t in threads:
         t.join()
-    assert reads[0] > 10, f"only {reads[0]} reads"
+    assert not crashed, f"a read or write failed: {crashed}"
+    assert reads[0] > 10 and writes[0] > 10, f"only {reads[0]} reads and {writes[0]} rewrites"
     assert not bad, f"{len(bad)} of {reads[0]} reads saw a mixed or partial slot: {bad[:3]}"
+    print(f"r05: {reads[0]} reads during {writes[0]} rewrites, 0 mixed")
 
 
 @pytest.mark.soak

@@ -194,6 +194,58 @@ def test_existing_table_nulls_read_as_nan_and_empty_range(make_store, engine, ba
         _drop(engine, tables.metrics)
 
 
+@pytest.mark.parametrize(
+    "constraint, message",
+    [
+        ("", "needs a primary key or unique index on (series_id, ts)"),
+        (", extra TEXT NOT NULL, PRIMARY KEY (series_id, ts)", "extra"),
+    ],
+    ids=["no_key", "not_null_column"],
+)
+def test_writes_into_a_user_table_that_cannot_take_them_fail_clearly(
+    make_store, engine, backend, constraint, message
+):
+    """The bulk paths use the driver's cursor: its errors must still become a WriteError
+    naming the table (not a raw sqlite3/psycopg error that the job would retry as if the
+    database were down), and nothing is written."""
+    from storage import WriteError
+    from storage.errors import is_transient
+
+    tables = unique_tables()
+    ts_type = "TIMESTAMPTZ" if backend == "postgres" else "TEXT"
+    ddl = f"series_id TEXT NOT NULL, ts {ts_type} NOT NULL, value DOUBLE PRECISION{constraint}"
+    _create_user_table(engine, tables.metrics, ddl, [], "")
+    try:
+        store = make_store(tables_=tables)
+        with pytest.raises(WriteError) as err:
+            store.write_metrics(metrics(["a", "b"], range(3), features=False))
+        msg = str(err.value)
+        assert repr(tables.metrics) in msg and message in msg, msg
+        assert "nothing was written" in msg and not is_transient(err.value)
+        assert store.metrics_range() is None
+    finally:
+        _drop(engine, tables.metrics)
+
+
+def test_transient_errors_are_told_apart_from_permanent_ones():
+    import sqlite3
+
+    import psycopg
+
+    from storage import StorageConnectionError
+    from storage.errors import is_transient
+
+    assert is_transient(sqlite3.OperationalError("database is locked"))
+    assert not is_transient(sqlite3.OperationalError("no such table: metrics"))
+    assert not is_transient(sqlite3.IntegrityError("NOT NULL constraint failed: m.extra"))
+    assert is_transient(psycopg.OperationalError("connection refused"))
+    assert not is_transient(psycopg.errors.UniqueViolation("duplicate key"))
+    assert is_transient(StorageConnectionError("host 127.0.0.1 unreachable"))
+    wrapped = sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such column"))
+    assert not is_transient(wrapped)
+    assert not is_transient(ValueError("bad data"))
+
+
 def test_existing_forecasts_table_missing_columns(make_store, engine):
     tables = unique_tables()
     _create_user_table(engine, tables.forecasts, "series_id TEXT, yhat DOUBLE PRECISION", [], "")
