@@ -205,6 +205,14 @@ class Encoded:
     lags_imputed: int = 0
 
 
+def _calendar_rows(origin_slot: np.ndarray, offsets: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Calendar features of `origin + offsets` per row [B, len(offsets), C], computed once
+    per distinct origin (a predict run has one: every series shares it)."""
+    origins, inverse = np.unique(origin_slot, return_inverse=True)
+    cal = calendar_features(origins[:, None] + offsets, spec.freq_ns, spec.calendar)
+    return cal[inverse.reshape(-1)]
+
+
 def encode(
     raw: RawWindows,
     spec: FeatureSpec,
@@ -222,8 +230,7 @@ def encode(
     z, loc, scale = target_scaler.transform(raw.y)  # [B, W], [B], [B]
     parts = [z[:, :, None]]
     if spec.calendar:
-        win_slots = raw.origin_slot[:, None] + np.arange(-w + 1, 1)  # [B, W]
-        parts.append(calendar_features(win_slots, spec.freq_ns, spec.calendar))
+        parts.append(_calendar_rows(raw.origin_slot, np.arange(-w + 1, 1), spec))  # [B, W, C]
     if spec.exog:
         idx = list(range(len(spec.exog))) if exog_index is None else list(exog_index)
         parts.append(feature_scaler.transform(raw.exog[:, :, idx]))
@@ -248,8 +255,7 @@ def encode(
     if zl is not None:
         fparts.append(zl[:, w:, :])  # [B, H, L]
     if spec.calendar:
-        tgt_slots = raw.origin_slot[:, None] + np.arange(1, spec.horizon + 1)  # [B, H]
-        fparts.append(calendar_features(tgt_slots, spec.freq_ns, spec.calendar))
+        fparts.append(_calendar_rows(raw.origin_slot, np.arange(1, spec.horizon + 1), spec))
     fut = (
         np.concatenate(fparts, axis=-1).astype(np.float32)
         if fparts

@@ -81,8 +81,8 @@ def prepare_windows(
     if n == 0:
         return _empty_raw(spec), ids, report
     ts_ns = to_ns(cols.ts)
-    report.off_grid_rows = int(np.count_nonzero(ts_ns % spec.freq_ns))
     slot = ts_ns // spec.freq_ns
+    report.off_grid_rows = int(np.count_nonzero(ts_ns - slot * spec.freq_ns))  # no int modulo
     if as_of is None:
         origins = np.array([slot.max()], dtype=np.int64)
     else:
@@ -95,16 +95,22 @@ def prepare_windows(
     steps = np.arange(-w + 1, h + 1)  # every window and target step
     lag_slots = origins[:, None, None] + steps[None, :, None] - lag_arr  # [K, W+H, L]
     needed = np.unique(np.concatenate([win_slots.ravel(), lag_slots.ravel()]))
-    pos = np.searchsorted(needed, slot)
-    hit = (pos < len(needed)) & (needed[np.minimum(pos, len(needed) - 1)] == slot)
+    # column of each row's slot (-1: not read), by a lookup table over the needed span
+    lut = np.full(needed[-1] - needed[0] + 2, -1, dtype=np.int64)  # last entry: out of span
+    lut[needed - needed[0]] = np.arange(len(needed))
+    rel = slot - needed[0]
+    pos = lut[np.where((rel >= 0) & (rel < len(lut) - 1), rel, len(lut) - 1)]
+    hit = pos >= 0
     y = cols.y
     bad = ~np.isfinite(y) | (y < 0)
-    rows, col_idx = codes[hit], pos[hit]
-    cells, dups, bad_cell = _scatter(rows, col_idx, y[hit], bad[hit], n, len(needed))
+    flat = codes[hit] * len(needed) + pos[hit]  # cell of each row in the [N, S] matrix
+    cells, dups, bad_cell = _scatter(flat, y[hit], bad[hit], n * len(needed))
     report.duplicate_rows = dups
     exog_cells = [
-        _scatter_mean(rows, col_idx, cols.exog[c][hit], n, len(needed)) for c in spec.exog
+        _scatter_mean(flat, cols.exog[c][hit], n * len(needed), unique=dups == 0) for c in spec.exog
     ]
+    cells, bad_cell = cells.reshape(n, -1), bad_cell.reshape(n, -1)
+    exog_cells = [m.reshape(n, -1) for m in exog_cells]
 
     win = cells[:, np.searchsorted(needed, win_slots)]  # [N, K, W]
     win = win.transpose(1, 0, 2).reshape(k * n, w)  # row = origin * N + series
@@ -165,31 +171,35 @@ def prepare_windows(
     return raw, ids[row_series[keep]], report
 
 
-def _scatter(rows, cols, values, bad, n, width) -> tuple[np.ndarray, int, np.ndarray]:
-    """Dense [n, width] sums of the valid values per cell (NaN where a cell has none), the
-    number of duplicate rows, and which cells held an invalid value."""
-    flat = rows * width + cols
+def _scatter(flat, values, bad, size) -> tuple[np.ndarray, int, np.ndarray]:
+    """Per cell (`flat` gives each row's cell of `size`): the sum of the valid values (NaN
+    where a cell has none), the number of duplicate rows, and which cells held an invalid
+    value."""
     ok = ~bad
-    bad_cell = np.zeros(n * width, dtype=bool)
+    bad_cell = np.zeros(size, dtype=bool)
     bad_cell[flat[bad]] = True
-    all_count = np.bincount(flat, minlength=n * width)
+    all_count = np.bincount(flat, minlength=size)
     if len(flat) == 0 or all_count.max() <= 1:  # the usual case: a store keyed by (series, ts)
-        cells = np.full(n * width, np.nan)
+        cells = np.full(size, np.nan)
         cells[flat[ok]] = values[ok]
-        return cells.reshape(n, width), 0, bad_cell.reshape(n, width)
-    total = np.bincount(flat[ok], weights=values[ok], minlength=n * width)
-    count = np.bincount(flat[ok], minlength=n * width)
+        return cells, 0, bad_cell
+    total = np.bincount(flat[ok], weights=values[ok], minlength=size)
+    count = np.bincount(flat[ok], minlength=size)
     dups = int(np.maximum(all_count - 1, 0).sum())
-    return np.where(count > 0, total, np.nan).reshape(n, width), dups, bad_cell.reshape(n, width)
+    return np.where(count > 0, total, np.nan), dups, bad_cell
 
 
-def _scatter_mean(rows, cols, values, n, width) -> np.ndarray:
-    flat = rows * width + cols
+def _scatter_mean(flat, values, size, unique: bool) -> np.ndarray:
+    """Per cell: the mean of the finite values (NaN where none); `unique`: one row per cell."""
     ok = np.isfinite(values)
-    total = np.bincount(flat[ok], weights=values[ok], minlength=n * width)
-    count = np.bincount(flat[ok], minlength=n * width)
+    if unique:
+        cells = np.full(size, np.nan)
+        cells[flat[ok]] = values[ok]
+        return cells
+    total = np.bincount(flat[ok], weights=values[ok], minlength=size)
+    count = np.bincount(flat[ok], minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan).reshape(n, width)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _last_seen(codes, slot, n) -> np.ndarray:
