@@ -344,7 +344,7 @@ class Forecaster:
         def run(sl: slice) -> None:
             out[sl] = self.model(torch.from_numpy(enc.x[sl]), torch.from_numpy(enc.fut[sl])).numpy()
 
-        list(map_chunks(run, len(enc.x), chunk_size))
+        map_chunks(run, len(enc.x), chunk_size)
         return out
 
     def predict_raw(
