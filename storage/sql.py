@@ -740,6 +740,12 @@ def _make_engine(url: sa.engine.URL, extra: dict[str, Any]) -> sa.Engine:
     kwargs: dict[str, Any] = {}
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
+        # the bulk paths (COPY in and out) use psycopg 3's own cursor
+        if url.get_driver_name() != "psycopg":
+            raise ConfigError(
+                f"PostgreSQL driver {url.get_driver_name()!r} in {redact_url(url)} is not "
+                "supported: use postgresql+psycopg://... (psycopg 3)"
+            )
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = 10
     elif url.get_backend_name() == "sqlite":

@@ -127,6 +127,14 @@ def test_unsupported_dialect_hides_password():
     assert "oracle" in str(err.value)
 
 
+@pytest.mark.parametrize("driver", ["postgresql+asyncpg", "postgresql+psycopg2"])
+def test_postgres_needs_the_psycopg_driver(driver):
+    with pytest.raises(ConfigError) as err:
+        open_store(f"{driver}://scott:tiger-pw@127.0.0.1:1/db")
+    msg = str(err.value)
+    assert "postgresql+psycopg://" in msg and "tiger-pw" not in msg, msg
+
+
 def test_storage_imports_neither_torch_nor_lstm():
     code = (
         "import sys, storage, storage.sql, storage.parquet;"
