@@ -225,10 +225,20 @@ class ParquetStore(Store):
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
             raise
-        dirs = set()
-        for tmp, path in staged:
-            os.replace(tmp, path)
-            dirs.add(path.parent)
+        dirs, done = set(), 0
+        try:
+            for tmp, path in staged:
+                os.replace(tmp, path)
+                dirs.add(path.parent)
+                done += 1
+        except OSError as exc:  # rare: a rename within one folder failed
+            for tmp, _ in staged[done:]:
+                tmp.unlink(missing_ok=True)
+            raise WriteError(
+                f"replacing {str(staged[done][1])!r} failed after {done} of {len(staged)} "
+                f"files: those {done} hold the new rows, the others the old ones (every file "
+                f"whole); re-run the write: {exc}"
+            ) from exc
         if self._fsync:
             for d in dirs:
                 fd = os.open(d, os.O_RDONLY)

@@ -168,3 +168,33 @@ def test_empty_file_gives_no_range(tmp_path):
     store = open_store(root)
     assert store.metrics_range() is None
     assert store.read_recent(slot(0), 12).empty
+
+
+def test_a_rename_failing_mid_batch_says_which_files_hold_what(pstore, monkeypatch):
+    """A backfill-sized write spans several files: if one rename fails, the error says how
+    many were replaced, every file stays whole, and no temp file is left behind."""
+    import os
+
+    import storage.parquet
+    from storage import WriteError
+
+    old = pd.concat([forecasts(["a", "b"], slot(12 * h)) for h in range(3)])  # 3 hour files
+    pstore.write_forecasts(old)
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(storage.parquet.os, "replace", flaky)
+    new = pd.concat([forecasts(["a", "b"], slot(12 * h), bump=50.0) for h in range(3)])
+    with pytest.raises(WriteError, match="failed after 1 of 3 files") as err:
+        pstore.write_forecasts(new)
+    assert "Input/output error" in str(err.value)
+    monkeypatch.undo()
+    assert not [p for p in pstore.root.rglob("*.tmp")], "temp files left behind"
+    for h, bumped in ((0, True), (1, False), (2, False)):
+        got = pstore.read_forecasts(issued_at=slot(12 * h))
+        assert len(got) == 24 and got["yhat"].min() == (150.0 + 1 if bumped else 101.0), h
