@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,12 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=60)
+    if backend == "postgres":
+        from flows.settings import get_settings
+        from tasks.common import get_store
+
+        get_store(get_settings(store_url=store_url(backend, work))).drop_all()
+    shutil.rmtree(work, ignore_errors=True)
     out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     out.update(backend=backend, series=n_series, runs=len(runs))
     return out

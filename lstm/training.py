@@ -36,7 +36,8 @@ class TrainConfig:
     min_delta: float = 1e-4
     lr_patience: int = 3  # halve the learning rate after this many flat epochs
     grad_clip: float = 1.0
-    max_seconds: float | None = None  # wall-clock budget for the whole fit
+    # wall-clock budget of the early-stopping phase (the refit below takes at most as long)
+    max_seconds: float | None = None
     max_windows_per_epoch: int | None = 200_000  # sample this many training windows per epoch
     max_val_windows: int | None = 100_000
     # After early stopping, train a fresh network on train + validation (the most recent
