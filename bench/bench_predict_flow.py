@@ -96,11 +96,8 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
     )
     set_tables(suffix)
     from flows.predict import predict
-    from flows.settings import get_settings
-    from tasks.common import get_store
 
     url = store_url(backend, work)
-    store = get_store(get_settings(store_url=url))
 
     runs = []
     for k in range(repeat):
@@ -130,10 +127,19 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
         "runs": len(runs),
         **loaded,
     }
-    if backend == "postgres":
-        store.drop_all()
-    shutil.rmtree(work, ignore_errors=True)
+    cleanup(backend, work)
     return result
+
+
+def cleanup(backend: str, work: Path) -> None:
+    """Drop the run's PostgreSQL tables (names from `set_tables`) and its work folder: the
+    shared server and the disk keep nothing of a benchmark."""
+    if backend == "postgres":
+        from flows.settings import get_settings
+        from tasks.common import get_store
+
+        get_store(get_settings(store_url=store_url(backend, work))).drop_all()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.bench_predict_flow import set_tables, store_url
+from bench.bench_predict_flow import cleanup, set_tables, store_url
 from bench.common import AS_OF, ROOT, STEP, run_isolated
 
 SERVE = """
@@ -123,12 +122,7 @@ def run_one(backend: str, n_series: int, root: str, repeat: int = 3) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=60)
-    if backend == "postgres":
-        from flows.settings import get_settings
-        from tasks.common import get_store
-
-        get_store(get_settings(store_url=store_url(backend, work))).drop_all()
-    shutil.rmtree(work, ignore_errors=True)
+    cleanup(backend, work)
     out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     out.update(backend=backend, series=n_series, runs=len(runs))
     return out

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import make_env, make_metrics, train_small
+from reliability_helpers import drop_env_tables, make_env, make_metrics, train_small
 
 from lstm import ModelRegistry
 
@@ -28,7 +28,7 @@ def env(request, harness, trained, tmp_path, monkeypatch):
     e = make_env(request.param, trained, tmp_path, monkeypatch)
     yield e
     if e.backend == "postgres":
-        e.store().drop_all()
+        drop_env_tables(e)
     forget_stores()
     clear_model_cache()
 

@@ -96,6 +96,18 @@ def make_env(backend: str, trained, tmp_path: Path, monkeypatch, write_metrics: 
     return env
 
 
+def drop_env_tables(env: Env) -> None:
+    """Drop an env's tables by their own names (whatever FORECAST_* says by then): the shared
+    PostgreSQL server keeps nothing of a test."""
+    from storage import TableNames, open_store
+
+    store = open_store(env.url, tables=TableNames(**env.tables))
+    try:
+        store.drop_all()
+    finally:
+        store.close()
+
+
 class FlakyProxy:
     """A TCP forwarder to PostgreSQL on loopback that can go down and come back: the
     database 'down' for the store without touching the shared server."""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from reliability_helpers import END, N_SERIES, STEP, make_env
+from reliability_helpers import END, N_SERIES, STEP, drop_env_tables, make_env
 
 from storage import ConfigError
 
@@ -19,9 +19,11 @@ from storage import ConfigError
     "setting", ["FORECAST_FORECASTS_TABLE", "FORECAST_METRICS_TABLE", "FORECAST_TARGET_COL"]
 )
 def test_r08_sql_injection_in_table_or_column_names_is_rejected_before_any_sql(
-    harness, trained, tmp_path, monkeypatch, backend, setting
+    harness, trained, tmp_path, monkeypatch, request, backend, setting
 ):
     env = make_env(backend, trained, tmp_path, monkeypatch)
+    if backend == "postgres":
+        request.addfinalizer(lambda: drop_env_tables(env))
     victim = f"victim_{env.tables['metrics']}"
     engine = sa.create_engine(env.url)
     with engine.begin() as conn:
@@ -50,14 +52,6 @@ def test_r08_sql_injection_in_table_or_column_names_is_rejected_before_any_sql(
             conn.commit()
     engine.dispose()
     forget_stores()
-    if backend == "postgres":  # the shared server keeps nothing of this test
-        if setting == "FORECAST_TARGET_COL":
-            monkeypatch.delenv(setting)
-        else:
-            which = "forecasts" if setting == "FORECAST_FORECASTS_TABLE" else "metrics"
-            monkeypatch.setenv(setting, env.tables[which])
-        env.store().drop_all()
-        forget_stores()
 
 
 # ---------------------------------------------------------------------------- row 9

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 from forecast_test_support import require_postgres
-from reliability_helpers import END, N_SERIES, STEP, FlakyProxy, make_env
+from reliability_helpers import END, N_SERIES, STEP, FlakyProxy, drop_env_tables, make_env
 from typer.testing import CliRunner
 
 from forecast_cli.main import app
@@ -21,9 +21,12 @@ def secret_url(port: int = 5432) -> str:
     return f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:{port}/test"
 
 
-def test_r10_database_password_never_appears(harness, trained, tmp_path, monkeypatch, caplog):
+def test_r10_database_password_never_appears(
+    harness, trained, tmp_path, monkeypatch, caplog, request
+):
     require_postgres()
     env = make_env("postgres", trained, tmp_path, monkeypatch)
+    request.addfinalizer(lambda: drop_env_tables(env))
     monkeypatch.setenv("FORECAST_STORE_URL", secret_url())  # trust auth: accepted, not needed
     monkeypatch.setenv("FORECAST_MODELS_DIR", str(env.models_dir))
     caplog.set_level(logging.DEBUG)
@@ -68,7 +71,6 @@ def test_r10_database_password_never_appears(harness, trained, tmp_path, monkeyp
     counts = {where: text.count(SECRET) for where, text in haystacks.items()}
     assert counts == dict.fromkeys(haystacks, 0), f"password occurrences: {counts}"
     assert len(run_logs) > 0 and len(artifacts) > 0  # the places searched are not empty
-    env.store().drop_all()
 
 
 def test_r13_database_down_then_back(harness, trained, tmp_path, monkeypatch):
@@ -113,8 +115,7 @@ def test_r13_database_down_then_back(harness, trained, tmp_path, monkeypatch):
         proxy.down()
         forget_stores()
         env.url = require_postgres()
-        env.store().drop_all()
-        forget_stores()
+        drop_env_tables(env)
 
 
 def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly(
