@@ -18,6 +18,7 @@ from storage.errors import (
     StorageError,
     WriteError,
 )
+from storage.redact import redact_url
 from storage.url import open_store
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "TableNames",
     "WriteError",
     "open_store",
+    "redact_url",
 ]

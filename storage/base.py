@@ -441,8 +441,3 @@ def summarize_accuracy(rows: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
         )
     out = out.reset_index(drop=not by)
     return out[cols]
-
-
-def empty_table(schema: pa.Schema) -> pa.Table:
-    """A zero-row table with ``schema``."""
-    return schema.empty_table()

@@ -7,27 +7,19 @@ Layout under the root folder (sub-folder names are the TableNames)::
     forecast_accuracy/date=2024-01-08/part-14.parquet   rows with target_ts in 14:00-14:59
 
 Files are sorted by time, with small row groups, so a range filter skips most of a file.
-Reads pick files by their folder and name first (the recent window touches the hour files
-of its three ranges only, e.g. the week-ago range in another date folder), then push the
-time and series filters down to the row groups. Writes merge new rows into the files they
-touch (upsert on the key), write each file to a temporary name beside it, fsync it, and
-``os.replace`` it over the old one, so a reader sees the old or the new file, never half a
-file. A write touching several files stages all of them before replacing any; only a crash
-during those renames (microseconds) could expose part of it. Writers take an exclusive
-``fcntl`` lock on ``<root>/.lock`` (one writer at a time; readers never wait).
+Reads pick files by their folder and name first (``storage.parquetpaths``: the recent
+window touches the hour files of its three ranges only, e.g. the week-ago range in another
+date folder), then push the time and series filters down to the row groups. Writes merge
+new rows into the files they touch (upsert on the key) and replace them atomically, one
+writer at a time (``storage.parquetfiles``: every file staged and fsynced, then renamed
+over the old one; readers see the old or the new file, never half a file, and never wait).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import os
-import re
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,49 +39,17 @@ from storage.columns import (
     ColumnMap,
     TableNames,
 )
-from storage.errors import ConfigError, SchemaError, WriteError
-
-try:  # POSIX only; elsewhere writers are not serialised
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-HOUR_US = 3_600_000_000
-ROW_GROUP_ROWS = 65_536
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
-_ISSUED_FILE = re.compile(r"^(\d{8}T\d{6}Z)\.parquet$")
+from storage.errors import ConfigError, SchemaError
+from storage.parquetfiles import FolderWriter, Plan, merge, split_sorted
+from storage.parquetpaths import HOUR_US, FolderLayout
 
 
 def _fault_point(label: str) -> None:
     """No-op hook between the steps of a write; tests replace it to inject a failure."""
 
 
-def _date_of(us: int) -> str:
-    return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(us))).strftime("%Y-%m-%d")
-
-
-def _date_start_us(date: str) -> int:
-    d = dt.datetime.strptime(date, "%Y-%m-%d")
-    return int((d - dt.datetime(1970, 1, 1)) / dt.timedelta(microseconds=1))
-
-
-def _issued_name(us: int) -> str:
-    d = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(us))
-    return d.strftime("%Y%m%dT%H%M%SZ") + ".parquet"
-
-
-def _issued_from_name(name: str) -> int | None:
-    m = _ISSUED_FILE.match(name)
-    if not m:
-        return None
-    d = dt.datetime.strptime(m[1], "%Y%m%dT%H%M%SZ")
-    return int((d - dt.datetime(1970, 1, 1)) / dt.timedelta(microseconds=1))
-
-
-def _overlaps(lo: int | None, hi: int | None, a: int, b: int) -> bool:
-    """Does closed [lo, hi] (None = unbounded) overlap half-open [a, b)?"""
-    return (lo is None or lo < b) and (hi is None or hi >= a)
+def _fault(label: str) -> None:
+    _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
 class ParquetStore(Store):
@@ -116,160 +76,21 @@ class ParquetStore(Store):
             raise ConfigError(
                 f"cannot create Parquet folder {str(self.root)!r}: {exc.strerror}"
             ) from None
-        self._fsync = fsync
-
-    # ----------------------------------------------------------------- paths
-    def _dir(self, name: str) -> Path:
-        return self.root / name
-
-    def _dates(self, table: str, lo: int | None, hi: int | None) -> list[str]:
-        """Date partitions of ``table`` overlapping [lo, hi]."""
-        base = self._dir(table)
-        if not base.is_dir():
-            return []
-        out = []
-        for entry in os.scandir(base):
-            m = _DATE_DIR.match(entry.name)
-            if m and entry.is_dir():
-                start = _date_start_us(m[1])
-                if _overlaps(lo, hi, start, start + 24 * HOUR_US):
-                    out.append(m[1])
-        return sorted(out)
-
-    def _hour_files(self, table: str, ranges: list[Range]) -> list[Path]:
-        """Files of an hour-partitioned table that may hold rows in ``ranges``."""
-        los = [r[0] for r in ranges]
-        his = [r[1] for r in ranges]
-        lo = None if any(x is None for x in los) else min(los)  # type: ignore[type-var]
-        hi = None if any(x is None for x in his) else max(his)  # type: ignore[type-var]
-        files = []
-        for date in self._dates(table, lo, hi):
-            start = _date_start_us(date)
-            for entry in os.scandir(self._dir(table) / f"date={date}"):
-                if entry.name.startswith((".", "_")) or not entry.name.endswith(".parquet"):
-                    continue
-                m = _HOUR_FILE.match(entry.name)
-                if m:
-                    a = start + int(m[1]) * HOUR_US
-                    if not any(_overlaps(r[0], r[1], a, a + HOUR_US) for r in ranges):
-                        continue
-                elif not any(_overlaps(r[0], r[1], start, start + 24 * HOUR_US) for r in ranges):
-                    continue
-                files.append(Path(entry.path))
-        return sorted(files)
-
-    def _hour_path(self, table: str, hour: int) -> Path:
-        us = hour * HOUR_US
-        return self._dir(table) / f"date={_date_of(us)}" / f"part-{hour % 24:02d}.parquet"
-
-    def _issued_files(self, lo: int | None, hi: int | None) -> list[tuple[int, Path]]:
-        """Forecast files with issued_at in [lo, hi]."""
-        out = []
-        table = self.tables.forecasts
-        for date in self._dates(table, lo, hi):
-            for entry in os.scandir(self._dir(table) / f"date={date}"):
-                issued = _issued_from_name(entry.name)
-                if (
-                    issued is not None
-                    and (lo is None or issued >= lo)
-                    and (hi is None or issued <= hi)
-                ):
-                    out.append((issued, Path(entry.path)))
-        return sorted(out)
-
-    def _issued_path(self, issued: int) -> Path:
-        return self._dir(self.tables.forecasts) / f"date={_date_of(issued)}" / _issued_name(issued)
-
-    def _all_files(self, table: str) -> list[Path]:
-        base = self._dir(table)
-        if not base.is_dir():
-            return []
-        return sorted(p for p in base.glob("date=*/*.parquet") if not p.name.startswith((".", "_")))
+        self._paths = FolderLayout(self.root, self.tables)
+        self._files = FolderWriter(self.root, fsync, _fault)
 
     # ------------------------------------------------------------ file writes
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
-        with open(self.root / ".lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _stage(self, path: Path, tab: pa.Table) -> Path:
-        """Write ``tab`` to a temporary file beside ``path`` (durably) and return its name."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            pq.write_table(tab, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
-            if self._fsync:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
-
-    def _commit(self, staged: list[tuple[Path, Path]]) -> None:
-        """Replace every target by its staged file; on a failure before the renames, remove
-        the staged files so nothing of the write is visible."""
-        try:
-            _fault_point("before_replace")
-        except BaseException:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
-            raise
-        dirs, done = set(), 0
-        try:
-            for tmp, path in staged:
-                os.replace(tmp, path)
-                dirs.add(path.parent)
-                done += 1
-        except OSError as exc:  # rare: a rename within one folder failed
-            for tmp, _ in staged[done:]:
-                tmp.unlink(missing_ok=True)
-            raise WriteError(
-                f"replacing {str(staged[done][1])!r} failed after {done} of {len(staged)} "
-                f"files: those {done} hold the new rows, the others the old ones (every file "
-                f"whole); re-run the write: {exc}"
-            ) from exc
-        if self._fsync:
-            for d in dirs:
-                fd = os.open(d, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-
     def _upsert_files(
         self, parts: list[tuple[Path, pa.Table]], key: list[str], order: list[str]
     ) -> int:
         """Merge each part into its file (upsert on ``key``), staged then replaced."""
-        staged: list[tuple[Path, Path]] = []
-        with self._write_lock():
-            try:
-                for path, new in parts:
-                    merged = _merge(pq.read_table(path) if path.exists() else None, new, key)
-                    merged = merged.sort_by([(k, "ascending") for k in order])
-                    staged.append((self._stage(path, merged), path))
-                    _fault_point("staged")
-            except BaseException as exc:
-                for tmp, _ in staged:
-                    tmp.unlink(missing_ok=True)
-                if isinstance(exc, OSError):
-                    raise WriteError(
-                        f"writing {sum(p[1].num_rows for p in parts)} rows into "
-                        f"{str(self.root)!r} failed; nothing was written: {exc}"
-                    ) from exc
-                raise
-            self._commit(staged)
-        return sum(p[1].num_rows for p in parts)
+
+        def merged(new: pa.Table) -> Plan:
+            return lambda old: merge(old, new, key).sort_by([(k, "ascending") for k in order])
+
+        n_rows = sum(p[1].num_rows for p in parts)
+        self._files.write([(path, merged(new)) for path, new in parts], n_rows)
+        return n_rows
 
     # ---------------------------------------------------------------- metrics
     def _write_metrics(self, tab: pa.Table) -> int:
@@ -280,17 +101,20 @@ class ParquetStore(Store):
                 for c in tab.column_names
             ]
         )
-        parts = _split_sorted(
-            tab, cm.time_col, HOUR_US, lambda hour: self._hour_path(self.tables.metrics, hour)
+        parts = split_sorted(
+            tab,
+            cm.time_col,
+            HOUR_US,
+            lambda hour: self._paths.hour_path(self.tables.metrics, hour),
         )
         return self._upsert_files(parts, [cm.id_col, cm.time_col], [cm.time_col, cm.id_col])
 
     def _metrics_schema(self, files: list[Path]) -> pa.Schema:
         if not files:
-            all_files = self._all_files(self.tables.metrics)
+            all_files = self._paths.all_files(self.tables.metrics)
             if not all_files:
                 raise SchemaError(
-                    f"metrics folder {str(self._dir(self.tables.metrics))!r} holds no Parquet "
+                    f"metrics folder {str(self._paths.dir(self.tables.metrics))!r} holds no Parquet "
                     f"files (expected date=YYYY-MM-DD/*.parquet); folders present: "
                     f"{sorted(p.name for p in self.root.iterdir() if p.is_dir())}"
                 )
@@ -301,7 +125,7 @@ class ParquetStore(Store):
         """Check the metrics schema; return the feature columns and the time type."""
         cm = self.columns
         names = schema.names
-        where = f"metrics folder {str(self._dir(self.tables.metrics))!r}"
+        where = f"metrics folder {str(self._paths.dir(self.tables.metrics))!r}"
         needed = [*cm.keys, *(cm.feature_cols or ())]
         missing = [c for c in needed if c not in names]
         if missing:
@@ -340,7 +164,7 @@ class ParquetStore(Store):
 
     def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
         cm = self.columns
-        files = self._hour_files(self.tables.metrics, ranges)
+        files = self._paths.hour_files(self.tables.metrics, ranges)
         schema = self._metrics_schema(files)
         features, time_type = self._metrics_plan(schema)
         cols = [cm.id_col, cm.time_col, cm.target_col, *features]
@@ -374,7 +198,7 @@ class ParquetStore(Store):
 
     def _metrics_range(self) -> tuple[int, int, int] | None:
         cm = self.columns
-        files = self._all_files(self.tables.metrics)
+        files = self._paths.all_files(self.tables.metrics)
         schema = self._metrics_schema(files)
         self._metrics_plan(schema)
         if not files:
@@ -395,22 +219,22 @@ class ParquetStore(Store):
 
     # -------------------------------------------------------------- forecasts
     def _write_forecasts(self, tab: pa.Table) -> int:
-        parts = _split_sorted(tab, "issued_at", 1, lambda issued: self._issued_path(issued))
+        parts = split_sorted(tab, "issued_at", 1, lambda issued: self._paths.issued_path(issued))
         return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
 
     def _forecast_candidates(
         self, issued: int | None, lo: int | None, hi: int | None
     ) -> list[Path]:
         if issued is not None:
-            path = self._issued_path(issued)
+            path = self._paths.issued_path(issued)
             return [path] if path.exists() else []
         f = self._freq_us
         ilo = None if lo is None else lo - self.max_horizon * f
         ihi = None if hi is None else hi - f
-        return [p for _, p in self._issued_files(ilo, ihi)]
+        return [p for _, p in self._paths.issued_files(ilo, ihi)]
 
     def _issued_slots(self, lo: int | None, hi: int | None) -> list[int]:
-        return [issued for issued, _ in self._issued_files(lo, hi)]
+        return [issued for issued, _ in self._paths.issued_files(lo, hi)]
 
     def _read_forecasts(
         self, issued: int | None, ids: list[str] | None, lo: int | None, hi: int | None
@@ -436,15 +260,18 @@ class ParquetStore(Store):
         return self._score_generic(lo, hi, scored_at)
 
     def _write_accuracy(self, tab: pa.Table) -> int:
-        parts = _split_sorted(
-            tab, "target_ts", HOUR_US, lambda hour: self._hour_path(self.tables.accuracy, hour)
+        parts = split_sorted(
+            tab,
+            "target_ts",
+            HOUR_US,
+            lambda hour: self._paths.hour_path(self.tables.accuracy, hour),
         )
         return self._upsert_files(parts, list(ACCURACY_KEY), ["target_ts", "series_id", "step"])
 
     def _read_accuracy_rows(
         self, lo: int | None, hi: int | None, ids: list[str] | None
     ) -> pa.Table:
-        files = self._hour_files(self.tables.accuracy, [(lo, hi)])
+        files = self._paths.hour_files(self.tables.accuracy, [(lo, hi)])
         return _read_files(files, ACCURACY_SCHEMA, _target_filter(lo, hi, ids))
 
     # ------------------------------------------------------------------ admin
@@ -455,11 +282,11 @@ class ParquetStore(Store):
             ("forecasts", self.tables.forecasts),
             ("accuracy", self.tables.accuracy),
         ):
-            files = self._all_files(name)
+            files = self._paths.all_files(name)
             out[key] = (
                 sum(pq.ParquetFile(f).metadata.num_rows for f in files)
                 if files
-                else (0 if self._dir(name).is_dir() else None)
+                else (0 if self._paths.dir(name).is_dir() else None)
             )
         return out
 
@@ -502,44 +329,3 @@ def _read_files(files: list[Path], schema: pa.Schema, expr: pc.Expression | None
         return schema.empty_table()
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     return dataset.to_table(columns=schema.names, filter=expr)
-
-
-def _split_sorted(
-    tab: pa.Table, time_col: str, width_us: int, path_of: Callable[[int], Path]
-) -> list[tuple[Path, pa.Table]]:
-    """Slice ``tab`` into one part per ``time_col // width_us`` (one sort, no filters),
-    each with the file path ``path_of(bucket)``."""
-    buckets = tab[time_col].cast(pa.int64()).to_numpy() // width_us
-    if buckets.min() == buckets.max():  # one file (e.g. one forecast slot): no sort needed
-        return [(path_of(int(buckets[0])), tab)]
-    tab = tab.sort_by([(time_col, "ascending")])
-    buckets = tab[time_col].cast(pa.int64()).to_numpy() // width_us
-    bounds = np.flatnonzero(np.diff(buckets)) + 1
-    starts = np.r_[0, bounds]
-    ends = np.r_[bounds, len(buckets)]
-    return [
-        (path_of(int(buckets[s])), tab.slice(int(s), int(e - s)))
-        for s, e in zip(starts, ends, strict=True)
-    ]
-
-
-def _merge(old: pa.Table | None, new: pa.Table, key: list[str]) -> pa.Table:
-    """Upsert ``new`` into ``old`` on ``key``: new rows win; columns the new rows lack keep
-    their stored values; rows only in ``old`` stay."""
-    if old is None or old.num_rows == 0:
-        return new
-    new = new.cast(
-        pa.schema(
-            [
-                old.schema.field(c) if c in old.column_names else new.schema.field(c)
-                for c in new.column_names
-            ]
-        )
-    )
-    kept = old.join(new.select(key), keys=key, join_type="left anti")
-    extra = [c for c in old.column_names if c not in new.column_names]
-    if extra:
-        new = new.join(old.select([*key, *extra]), keys=key, join_type="left outer")
-    order = [*old.column_names, *(c for c in new.column_names if c not in old.column_names)]
-    merged = pa.concat_tables([kept, new], promote_options="permissive")
-    return merged.select(order)

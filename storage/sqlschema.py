@@ -13,67 +13,52 @@ Keys and indexes (the same on every dialect):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from storage.columns import ColumnMap, TableNames
 from storage.errors import SchemaError
-from storage.sqlcodec import SQLITE_FINE, SQLITE_GRID, PgCodec, TsCodec
+from storage.sqlcodec import TsCodec
+
+if TYPE_CHECKING:
+    from storage.sqldialect import SqlDialect
 
 
-def ts_type(dialect: str) -> sa.types.TypeEngine:
-    """The column type of a UTC instant on ``dialect``."""
-    if dialect == "postgresql":
-        return postgresql.TIMESTAMP(timezone=True)
-    return sa.Text()
-
-
-def grid_codec(dialect: str) -> TsCodec:
-    return PgCodec(True) if dialect == "postgresql" else SQLITE_GRID
-
-
-def fine_codec(dialect: str) -> TsCodec:
-    return PgCodec(True) if dialect == "postgresql" else SQLITE_FINE
-
-
-def _table_kwargs(dialect: str) -> dict:
-    return {"sqlite_with_rowid": False} if dialect == "sqlite" else {}
-
-
-def forecasts_table(md: sa.MetaData, names: TableNames, dialect: str) -> sa.Table:
+def forecasts_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> sa.Table:
     """The forecasts table definition."""
     t = names.forecasts
     return sa.Table(
         t,
         md,
         sa.Column("series_id", sa.Text, nullable=False),
-        sa.Column("issued_at", ts_type(dialect), nullable=False),
-        sa.Column("target_ts", ts_type(dialect), nullable=False),
+        sa.Column("issued_at", dialect.ts_type(), nullable=False),
+        sa.Column("target_ts", dialect.ts_type(), nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
         sa.Column("yhat", sa.Double, nullable=False),
         sa.Column("yhat_lower", sa.Double, nullable=False),
         sa.Column("yhat_upper", sa.Double, nullable=False),
         sa.Column("level", sa.Double, nullable=False),
         sa.Column("model_version", sa.Text, nullable=False),
-        sa.Column("created_at", ts_type(dialect), nullable=False),
+        sa.Column("created_at", dialect.ts_type(), nullable=False),
         sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
         sa.Index(f"ix_{t}_target", "target_ts", "series_id", "issued_at"),
-        **_table_kwargs(dialect),
+        **dialect.table_kwargs,
     )
 
 
-def accuracy_table(md: sa.MetaData, names: TableNames, dialect: str) -> sa.Table:
+def accuracy_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> sa.Table:
     """The forecast accuracy table definition."""
     t = names.accuracy
     return sa.Table(
         t,
         md,
         sa.Column("series_id", sa.Text, nullable=False),
-        sa.Column("issued_at", ts_type(dialect), nullable=False),
+        sa.Column("issued_at", dialect.ts_type(), nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
-        sa.Column("target_ts", ts_type(dialect), nullable=False),
+        sa.Column("target_ts", dialect.ts_type(), nullable=False),
         sa.Column("model_version", sa.Text, nullable=False),
         sa.Column("y", sa.Double, nullable=False),
         sa.Column("yhat", sa.Double, nullable=False),
@@ -82,15 +67,15 @@ def accuracy_table(md: sa.MetaData, names: TableNames, dialect: str) -> sa.Table
         sa.Column("level", sa.Double, nullable=False),
         sa.Column("abs_error", sa.Double, nullable=False),
         sa.Column("covered", sa.Boolean(create_constraint=False), nullable=False),
-        sa.Column("scored_at", ts_type(dialect), nullable=False),
+        sa.Column("scored_at", dialect.ts_type(), nullable=False),
         sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
         sa.Index(f"ix_{t}_target", "target_ts"),
-        **_table_kwargs(dialect),
+        **dialect.table_kwargs,
     )
 
 
 def new_metrics_table(
-    md: sa.MetaData, names: TableNames, cm: ColumnMap, features: list[str], dialect: str
+    md: sa.MetaData, names: TableNames, cm: ColumnMap, features: list[str], dialect: SqlDialect
 ) -> sa.Table:
     """A metrics table for data written through the store (user's column names)."""
     t = names.metrics
@@ -98,15 +83,15 @@ def new_metrics_table(
         t,
         md,
         sa.Column(cm.id_col, sa.Text, nullable=False),
-        sa.Column(cm.time_col, ts_type(dialect), nullable=False),
+        sa.Column(cm.time_col, dialect.ts_type(), nullable=False),
         sa.Column(cm.target_col, sa.Double, nullable=True),
         *[sa.Column(f, sa.Double, nullable=True) for f in features],
         sa.PrimaryKeyConstraint(cm.time_col, cm.id_col, name=f"pk_{t}"),
-        **_table_kwargs(dialect),
+        **dialect.table_kwargs,
     )
 
 
-def latest_view_sql(forecasts: sa.Table, view: str, dialect: sa.engine.Dialect) -> str:
+def latest_view_sql(forecasts: sa.Table, view: str, dialect: SqlDialect) -> str:
     """CREATE VIEW statement for the latest forecast per (series_id, target_ts)."""
     f = forecasts
     newer = f.alias("newer")
@@ -117,11 +102,8 @@ def latest_view_sql(forecasts: sa.Table, view: str, dialect: sa.engine.Dialect) 
             newer.c.issued_at > f.c.issued_at,
         )
     )
-    body = str(sel.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    quoted = dialect.identifier_preparer.quote(view)
-    if dialect.name == "postgresql":
-        return f"CREATE OR REPLACE VIEW {quoted} AS {body}"
-    return f"CREATE VIEW IF NOT EXISTS {quoted} AS {body}"
+    body = str(sel.compile(dialect=dialect.sa_dialect, compile_kwargs={"literal_binds": True}))
+    return dialect.create_view_sql(dialect.quote(view), body)
 
 
 def is_numeric(col_type: sa.types.TypeEngine) -> bool:
@@ -145,10 +127,11 @@ class MetricsLayout:
 
 
 def check_metrics_table(
-    table: sa.Table, cm: ColumnMap, dialect: str, codec: TsCodec | None
+    table: sa.Table, cm: ColumnMap, codec_of: Callable[[], TsCodec]
 ) -> MetricsLayout:
     """Check a reflected metrics table against the ColumnMap; raise SchemaError naming the
-    table, column and what exists."""
+    table, column and what exists. ``codec_of()`` tells how its time column stores
+    instants (the dialect's check, run once the columns are known to exist)."""
     cols = {c.name: c for c in table.columns}
     have = list(cols)
     needed = [cm.id_col, cm.time_col, cm.target_col, *(cm.feature_cols or ())]
@@ -174,14 +157,4 @@ def check_metrics_table(
     else:
         features = [c for c in have if c not in cm.keys and is_numeric(cols[c].type)]
     cm.check_feature_names(features)
-    ts_col_type = cols[cm.time_col].type
-    if dialect == "postgresql":
-        if not isinstance(ts_col_type, sa.DateTime):
-            raise SchemaError(
-                f"time column {cm.time_col!r} of table {table.name!r} has type {ts_col_type}; "
-                "it must be a timestamp"
-            )
-        codec = PgCodec(bool(getattr(ts_col_type, "timezone", False)))
-    elif codec is None:  # pragma: no cover - the caller detects SQLite codecs
-        codec = SQLITE_GRID
-    return MetricsLayout(table, features, codec, is_text(cols[cm.id_col].type))
+    return MetricsLayout(table, features, codec_of(), is_text(cols[cm.id_col].type))

@@ -26,17 +26,8 @@ from storage.columns import (
 from storage.errors import DataValidationError
 from storage.timeutil import US_PER_S, NaiveWarner, column_to_us, fmt_us, us_array
 
-FORECAST_INPUT = (
-    "series_id",
-    "issued_at",
-    "target_ts",
-    "step",
-    "yhat",
-    "yhat_lower",
-    "yhat_upper",
-    "level",
-    "model_version",
-)
+#: Columns a forecasts frame must have: the schema's, less created_at (optional, now).
+FORECAST_INPUT = tuple(name for name in FORECAST_SCHEMA.names if name != "created_at")
 
 
 def _require_frame(df: object, what: str) -> pd.DataFrame:

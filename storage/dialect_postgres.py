@@ -1,0 +1,168 @@
+"""PostgreSQL through psycopg 3: ``COPY`` in and out, Arrow writing and parsing the CSV
+(see ``storage.sqldialect`` for the interface)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from storage.errors import SchemaError, StorageConnectionError
+from storage.sqlcodec import PgCodec, TsCodec
+from storage.sqldialect import Fault, Fields, SqlDialect
+
+#: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
+DDL_LOCK_KEY = 0x5707A6E
+
+#: Session settings set on every connection: timestamps in UTC; JIT only slows these
+#: short queries down.
+PG_SESSION = {"TimeZone": "UTC", "jit": "off"}
+
+
+class PostgresDialect(SqlDialect):
+    """PostgreSQL through psycopg 3 (its own cursor runs ``COPY`` in and out)."""
+
+    name = "postgresql"
+    backend = "postgres"
+    drivers = ("psycopg",)
+    url_form = "postgresql+psycopg://user@host:port/db"
+    needs = "psycopg 3"
+    grid = PgCodec(True)
+    fine = PgCodec(True)
+
+    def connect_args(self) -> dict[str, Any]:
+        return {} if "connect_timeout" in self.url.query else {"connect_timeout": 10}
+
+    def on_connect(self, dbapi_conn: Any) -> None:
+        calls = ", ".join("set_config(%s, %s, false)" for _ in PG_SESSION)
+        args = [x for kv in PG_SESSION.items() for x in kv]
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SELECT {calls}", args)
+        dbapi_conn.commit()
+
+    def connection_error(self, exc: BaseException) -> StorageConnectionError:
+        u = self.url
+        return StorageConnectionError(
+            f"cannot connect to postgresql database {u.database!r} at "
+            f"{u.host or 'localhost'}:{u.port or 5432} as user {u.username!r}: "
+            f"{self._detail(exc)}"
+        )
+
+    def ts_type(self) -> sa.types.TypeEngine:
+        return postgresql.TIMESTAMP(timezone=True)
+
+    def time_codec(self, conn: sa.Connection, table: sa.Table, column: str) -> TsCodec:
+        col_type = table.c[column].type
+        if not isinstance(col_type, sa.DateTime):
+            raise SchemaError(
+                f"time column {column!r} of table {table.name!r} has type {col_type}; "
+                "it must be a timestamp"
+            )
+        return PgCodec(bool(getattr(col_type, "timezone", False)))
+
+    def create_view_sql(self, quoted_name: str, select_sql: str) -> str:
+        return f"CREATE OR REPLACE VIEW {quoted_name} AS {select_sql}"
+
+    def lock_ddl(self, conn: sa.Connection) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_KEY)))
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def in_ids(self, col: sa.ColumnElement, ids: Sequence[str]) -> sa.ColumnElement:
+        return col == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Text)))
+
+    def bulk_upsert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        key: list[str],
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+    ) -> int:
+        cols = tab.column_names
+        stage_name = f"_stage_{table.name}"
+        stage = sa.Table(
+            stage_name,
+            sa.MetaData(),
+            *[sa.Column(c, _stage_type(tab[c].type, c in codecs)) for c in cols],
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        stage.create(conn)
+        ship = tab
+        for c in codecs:  # timestamps travel as epoch microseconds: no text format involved
+            ship = ship.set_column(ship.schema.get_field_index(c), c, ship[c].cast(pa.int64()))
+        self._copy_in(conn, stage_name, ship)
+        fault("staged")
+        exprs = []
+        for c in cols:
+            if c in codecs:
+                aware = getattr(table.c[c].type, "timezone", True)
+                epoch = "TIMESTAMPTZ 'epoch'" if aware else "TIMESTAMP 'epoch'"
+                exprs.append(
+                    (
+                        sa.literal_column(epoch)
+                        + stage.c[c] * sa.literal_column("INTERVAL '1 microsecond'")
+                    ).label(c)
+                )
+            else:
+                exprs.append(sa.cast(stage.c[c], table.c[c].type).label(c))
+        ins = self.insert(table).from_select(cols, sa.select(*exprs).select_from(stage))
+        conn.execute(self.upsert(ins, table, key, cols))
+        return tab.num_rows
+
+    def _copy_in(self, conn: sa.Connection, table_name: str, tab: pa.Table) -> None:
+        buf = io.BytesIO()
+        pacsv.write_csv(tab, buf, pacsv.WriteOptions(include_header=False))
+        data = buf.getbuffer()
+        q = self.quote
+        cols = ", ".join(q(c) for c in tab.column_names)
+        copy_sql = f"COPY {q(table_name)} ({cols}) FROM STDIN (FORMAT csv)"
+        with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
+            step = 8 << 20
+            for i in range(0, len(data), step):
+                copy.write(data[i : i + step])
+
+    def fetch(self, conn: sa.Connection, stmt: sa.Select, fields: Fields) -> pa.Table:
+        compiled = stmt.compile(dialect=self.sa_dialect)
+        params = compiled.construct_params()
+        raw = conn.connection.driver_connection
+        buf = io.BytesIO()
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)", params) as copy:
+                for block in copy:
+                    buf.write(block)
+            raw.rollback()
+        if buf.tell() == 0:
+            return pa.schema(fields).empty_table()
+        buf.seek(0)
+        return pacsv.read_csv(
+            buf,
+            read_options=pacsv.ReadOptions(
+                column_names=[n for n, _ in fields], block_size=16 << 20
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(fields),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+
+
+def _stage_type(typ: pa.DataType, is_time: bool) -> sa.types.TypeEngine:
+    if is_time or pa.types.is_integer(typ):
+        return sa.BigInteger()
+    if pa.types.is_boolean(typ):
+        return sa.Boolean()
+    if pa.types.is_floating(typ):
+        return sa.Double()
+    return sa.Text()
