@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from lstm.backtest import run_backtest
+from lstm.config import ForecastConfig
 from lstm.features import TargetScaler
-from lstm.forecaster import ForecastConfig
 from lstm.panel import load_dataset, regularize
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-tweets"

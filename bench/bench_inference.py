@@ -22,7 +22,7 @@ LOOP_SAMPLE = 1500  # series timed on the per-series path (its rate does not dep
 def run_one(n_series: int, repeat: int = 3) -> dict:
     from lstm import batch_predict, real_time_predict
     from lstm.features import encode
-    from lstm.inference import prepare_windows
+    from lstm.prepare import prepare_windows
 
     forecaster = bench_forecaster()
     spec = forecaster.spec

@@ -65,9 +65,9 @@ def set_tables(suffix: str) -> None:
 def prepare(backend: str, n_series: int, work: Path, suffix: str) -> dict:
     """Load the metrics and register a champion (the part that is not timed)."""
     set_tables(suffix)
-    from flows.settings import get_settings
     from lstm import ModelRegistry
     from tasks.common import get_store
+    from tasks.settings import get_settings
 
     store = get_store(get_settings(store_url=store_url(backend, work)))
     load_s = load_metrics(store, n_series)
@@ -135,8 +135,8 @@ def cleanup(backend: str, work: Path) -> None:
     """Drop the run's PostgreSQL tables (names from `set_tables`) and its work folder: the
     shared server and the disk keep nothing of a benchmark."""
     if backend == "postgres":
-        from flows.settings import get_settings
         from tasks.common import get_store
+        from tasks.settings import get_settings
 
         get_store(get_settings(store_url=store_url(backend, work))).drop_all()
     shutil.rmtree(work, ignore_errors=True)

@@ -31,8 +31,8 @@ def synthetic(n_series: int) -> pd.DataFrame:
 
 def run_one(n_series: int, root: str, protocol_full_data: bool = False) -> dict:
     from flows.retrain import retrain
-    from flows.settings import get_settings
     from tasks.common import get_store
+    from tasks.settings import get_settings
 
     work = Path(root) / f"retrain-{n_series}"
     shutil.rmtree(work, ignore_errors=True)

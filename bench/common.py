@@ -92,12 +92,12 @@ def bench_forecaster(seed: int = 0):
     real intervals, default window/lags; its weights do not affect speed."""
     from dataclasses import replace
 
-    from lstm import ForecastConfig, Forecaster, generate_metrics, regularize
+    from lstm import ForecastConfig, fit_forecaster, generate_metrics, regularize
 
     panel, _ = regularize(generate_metrics(n_series=8, days=9, seed=seed))
     cfg = ForecastConfig()
     cfg = replace(cfg, train=replace(cfg.train, epochs=1, max_windows_per_epoch=4096, seed=seed))
-    return Forecaster.fit(panel, config=cfg)
+    return fit_forecaster(panel, config=cfg)
 
 
 def recent_frame(n_series: int, spec, as_of: pd.Timestamp = AS_OF, seed: int = 0) -> pd.DataFrame:

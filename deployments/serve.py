@@ -24,7 +24,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 from flows.predict import predict
 from flows.retrain import retrain
-from flows.settings import get_settings
+from tasks.settings import get_settings
 
 log = logging.getLogger("deployments.serve")
 

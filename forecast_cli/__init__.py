@@ -1,0 +1,3 @@
+"""The `forecast` command line and `make demo`."""
+
+import deployments  # noqa: F401  (sets the run environment before Prefect is imported)

@@ -29,10 +29,11 @@ def main() -> int:
 
     from flows.predict import predict
     from flows.retrain import retrain
-    from flows.settings import get_settings, redact_url
     from lstm import generate_metrics
-    from lstm.inference import last_complete_slot
+    from lstm.slots import last_complete_slot
+    from storage import redact_url
     from tasks.common import get_store
+    from tasks.settings import get_settings
 
     settings = get_settings()
     if store_url.startswith("sqlite:///"):

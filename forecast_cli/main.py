@@ -24,18 +24,25 @@ app = typer.Typer(
 OUR_LOGGERS = ("lstm", "storage", "deployments", "forecast_cli")
 
 
-def _setup_logging(verbose: bool) -> None:
-    """Our packages' logs on stderr (INFO with -v, else warnings only).
+def _setup_logging(verbose: bool, flows: bool = False) -> None:
+    """Our packages' logs on stderr.
 
-    `logging.basicConfig` would do nothing here: importing Prefect has already given the
-    root logger a handler (at WARNING), so our loggers get a handler of their own. Inside a
-    flow run, the tasks forward the library's progress to the run logger instead.
+    flows=True (train, predict, backfill): the run's log is streamed. Prefect's console
+    handler on the root logger prints it, our libraries' lines included (they propagate;
+    inside a run Prefect also sends them to the run's log in its database).
+    Otherwise: INFO with -v, else warnings only, through a handler of our own
+    (`logging.basicConfig` would do nothing: importing Prefect already configured the root
+    logger).
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in OUR_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [h for h in logger.handlers if not getattr(h, "_forecast_cli", False)]
+        if flows:
+            logger.setLevel(logging.INFO)
+            logger.propagate = True
+            continue
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._forecast_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -76,7 +83,7 @@ def main_options(
 
 
 def _settings():
-    from flows.settings import get_settings
+    from tasks.settings import get_settings
 
     return get_settings()
 
@@ -98,7 +105,7 @@ def _run_flow(fn, **params):
     try:
         return fn(**{k: v for k, v in params.items() if v is not None})
     except (ForecastError, StorageError, ValueError) as exc:
-        from flows.settings import redact_url
+        from storage import redact_url
 
         fail(redact_url(str(exc)))
 
@@ -205,7 +212,7 @@ def demo_data(
     import pandas as pd
 
     from lstm import generate_metrics
-    from lstm.inference import last_complete_slot
+    from lstm.slots import last_complete_slot
     from storage import StorageError
     from tasks.common import get_store
 
@@ -242,7 +249,7 @@ def train(
     baselines on the most recent day, register it, promote it if it wins."""
     from flows.retrain import retrain
 
-    _setup_logging(False)
+    _setup_logging(False, flows=True)
     _ensure_local_dirs(_settings())
     result = _run_flow(
         retrain, history_days=history_days, train_max_seconds=max_seconds, promotion_margin=margin
@@ -262,7 +269,7 @@ def predict(
     """Run the predict flow once: forecast the next hour of every series and upsert it."""
     from flows.predict import predict as predict_flow
 
-    _setup_logging(False)
+    _setup_logging(False, flows=True)
     result = _run_flow(predict_flow, as_of=as_of)
     _echo_json(result)
 
@@ -278,7 +285,7 @@ def backfill(
     """Write the forecasts predict would have written for every slot in [start, end]."""
     from flows.backfill import backfill as backfill_flow
 
-    _setup_logging(False)
+    _setup_logging(False, flows=True)
     result = _run_flow(backfill_flow, start=start, end=end, batch_slots=batch_slots)
     _echo_json(result)
 

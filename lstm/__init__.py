@@ -5,8 +5,6 @@ The seed's public API is kept (same names, same meaning) and extended: many seri
 """
 
 from lstm.artifacts import (
-    ModelRegistry,
-    export_model_and_scalers_for_api,
     load_forecaster,
     load_model_weights,
     load_production_model,
@@ -16,11 +14,14 @@ from lstm.artifacts import (
     save_scalers,
 )
 from lstm.backtest import run_backtest
+from lstm.config import ForecastConfig
 from lstm.data import TimeSeriesDataset, WindowDataset, prepare_data_pipeline, validate_data_shapes
 from lstm.errors import ArtifactError, DataValidationError, ForecastError, TrainingError
 from lstm.evaluation import evaluate
+from lstm.export import export_model_and_scalers_for_api
 from lstm.features import CALENDAR_FEATURES, FeatureScaler, FeatureSpec, TargetScaler
-from lstm.forecaster import ForecastConfig, Forecaster, InferenceReport
+from lstm.fit import fit_forecaster
+from lstm.forecaster import Forecaster
 from lstm.inference import (
     PredictionBuffer,
     batch_predict,
@@ -29,14 +30,12 @@ from lstm.inference import (
     update_buffer,
     validate_real_time_input,
 )
-from lstm.metrics import (
-    calculate_mape,
-    calculate_metrics,
-    per_step_metrics,
-    plot_metrics_comparison,
-)
+from lstm.metrics import calculate_mape, calculate_metrics, per_step_metrics
 from lstm.model import LSTMConfig, LSTMModel
 from lstm.panel import ColumnNames, Panel, PrepReport, load_dataset, regularize
+from lstm.plots import plot_metrics_comparison
+from lstm.prepare import InferenceReport
+from lstm.registry import ModelRegistry
 from lstm.selection import select_features_lstm
 from lstm.synthetic import generate_metrics
 from lstm.training import TrainConfig, train, train_epoch, validate_epoch
@@ -70,6 +69,7 @@ __all__ = [
     "create_data_buffer",
     "evaluate",
     "export_model_and_scalers_for_api",
+    "fit_forecaster",
     "generate_metrics",
     "load_dataset",
     "load_forecaster",

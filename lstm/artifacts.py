@@ -1,159 +1,107 @@
-"""Model artifacts: weights, scalers, metadata; a versioned registry with a champion pointer;
-the seed's export package.
+"""Model artifacts: the files of one model version, and the seed's file API around them.
 
-Safety rules, all tested:
-- every file's SHA-256 is recorded (metadata JSON and a SHA256SUMS file) and checked before
-  anything is deserialised; a mismatch names the file;
-- weights are a `state_dict` loaded on CPU with `torch.load(weights_only=True)`;
-- scalers are plain dicts written with joblib and read back by an unpickler that refuses
-  every global, so even a file with matching hashes cannot run code;
-- a version folder is written under a temporary name and renamed into place; the champion
-  pointer is replaced with os.replace: a crash leaves the old state whole.
+An artifact is five files (held in a folder, or as bytes in a database row):
+    model_weights.pt      the network's state_dict (tensors only)
+    scaler_features.json  exogenous-feature scaler (plain JSON)
+    scaler_target.json    target scaler settings (plain JSON)
+    model_metadata.json   architecture, features, intervals, training data, metrics,
+                          library versions and the SHA-256 of the three files above
+    SHA256SUMS            the SHA-256 of all four files
+
+Safety rules, all tested: every file's hash is checked before anything is deserialised
+(a mismatch names the file); weights load on CPU with `torch.load(weights_only=True)`;
+scalers are JSON (format 2). Format-1 artifacts (scalers written with joblib) still load:
+their scaler files are read by an unpickler that refuses every class, so even a file with
+matching hashes cannot run code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
-import os
-import pickle
 import platform
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import joblib
 import numpy as np
 import torch
 
 from lstm.errors import ArtifactError
 from lstm.features import FeatureScaler, FeatureSpec, TargetScaler
+from lstm.files import (
+    atomic_write_bytes,
+    json_bytes,
+    parse_json,
+    read_json,
+    safe_unpickle,
+    sha256_bytes,
+    sha256_file,
+)
 from lstm.forecaster import Forecaster
 from lstm.intervals import ConformalIntervals
 from lstm.model import LSTMConfig, LSTMModel
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS = "model_weights.pt"
-SCALER_FEATURES = "scaler_features.joblib"
-SCALER_TARGET = "scaler_target.joblib"
+SCALER_FEATURES = "scaler_features.json"
+SCALER_TARGET = "scaler_target.json"
 METADATA = "model_metadata.json"
 SUMS = "SHA256SUMS"
-CHAMPION = "champion.json"
-
-
-# ------------------------------------------------------------------------- small helpers
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's pid in the name lets a later cleanup tell a crashed writer's leftovers
-    # from a file another live process is writing right now
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _json_bytes(obj) -> bytes:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode()
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple | set):
-        return list(o)
-    return str(o)
-
-
-class _NoGlobalsUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and scalars only; any class or function is refused."""
-
-    def find_class(self, module, name):  # noqa: D401
-        raise ArtifactError(
-            f"refusing to unpickle {module}.{name}: scaler files may only hold plain values"
-        )
-
-
-def _safe_unpickle(path: Path):
-    with open(path, "rb") as f:
-        try:
-            return _NoGlobalsUnpickler(f).load()
-        except ArtifactError:
-            raise
-        except Exception as exc:
-            raise ArtifactError(f"{path.name}: not a readable scaler file ({exc})") from exc
+#: scaler files of format 1 (joblib pickles of plain dicts)
+LEGACY_SCALERS = ("scaler_features.joblib", "scaler_target.joblib")
+#: the data files of each format (besides the metadata and SHA256SUMS)
+FORMAT_FILES = {1: (WEIGHTS, *LEGACY_SCALERS), 2: (WEIGHTS, SCALER_FEATURES, SCALER_TARGET)}
 
 
 def library_versions() -> dict:
-    import pandas
-    import sklearn
+    """Versions of what produced a model (read from package metadata: nothing imported)."""
 
-    try:
-        from importlib.metadata import version
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
 
-        own = version("lstm-forecast")
-    except Exception:
-        own = "unknown"
     return {
-        "lstm_forecast": own,
+        "lstm_forecast": of("lstm-forecast"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "pandas": pandas.__version__,
-        "scikit_learn": sklearn.__version__,
+        "pandas": of("pandas"),
+        "scikit_learn": of("scikit-learn"),
     }
 
 
-# ------------------------------------------------------------------------ seed API: files
-def save_model_weights(model: torch.nn.Module, filepath: str | Path) -> Path:
-    """Save the model's state_dict (tensors only) atomically."""
+# ------------------------------------------------------------------ seed API: files
+def weights_bytes(model: torch.nn.Module) -> bytes:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
-    atomic_write_bytes(filepath, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_model_weights(model: torch.nn.Module, filepath: str | Path) -> Path:
+    """Save the model's state_dict (tensors only) atomically."""
+    atomic_write_bytes(filepath, weights_bytes(model))
     return Path(filepath)
+
+
+def load_weights_bytes(model: torch.nn.Module, data: bytes, name: str, device: str = "cpu"):
+    """Load a state_dict from bytes with weights_only=True (no code can run)."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location=device or "cpu", weights_only=True)
+    except Exception as exc:
+        raise ArtifactError(
+            f"{name}: refused to load weights ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from exc
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{name}: weights do not fit the model ({str(exc)[:300]})") from exc
+    return model
 
 
 def load_model_weights(
@@ -163,42 +111,23 @@ def load_model_weights(
     expected_sha256: str | None = None,
 ) -> torch.nn.Module:
     """Load a state_dict into `model` with weights_only=True (no code can run), on CPU."""
-    filepath = Path(filepath)
-    if not filepath.exists():
-        raise ArtifactError(f"weights file {str(filepath)!r} does not exist")
+    data = _read(Path(filepath), "weights")
     if expected_sha256 is not None:
-        _check_hash(filepath, expected_sha256)
-    try:
-        state = torch.load(filepath, map_location=device or "cpu", weights_only=True)
-    except Exception as exc:
-        raise ArtifactError(
-            f"{filepath.name}: refused to load weights ({type(exc).__name__}: {str(exc)[:300]})"
-        ) from exc
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ArtifactError(
-            f"{filepath.name}: weights do not fit the model ({str(exc)[:300]})"
-        ) from exc
-    return model
+        _check_hash(data, expected_sha256, Path(filepath).name, str(Path(filepath).parent))
+    return load_weights_bytes(model, data, Path(filepath).name, device)
 
 
 def save_scalers(
     scaler_features: FeatureScaler, scaler_target: TargetScaler, output_dir: str | Path = "models"
 ) -> dict[str, Path]:
-    """Write both scalers as plain dicts with joblib (atomically); returns their paths."""
+    """Write both scalers as JSON (atomically); returns their paths."""
     output_dir = Path(output_dir)
     paths = {
         "features_scaler_path": output_dir / SCALER_FEATURES,
         "target_scaler_path": output_dir / SCALER_TARGET,
     }
-    for key, obj in (
-        ("features_scaler_path", scaler_features.to_dict()),
-        ("target_scaler_path", scaler_target.to_dict()),
-    ):
-        buf = io.BytesIO()
-        joblib.dump(obj, buf)
-        atomic_write_bytes(paths[key], buf.getvalue())
+    atomic_write_bytes(paths["features_scaler_path"], json_bytes(scaler_features.to_dict()))
+    atomic_write_bytes(paths["target_scaler_path"], json_bytes(scaler_target.to_dict()))
     return paths
 
 
@@ -207,27 +136,40 @@ def load_scalers(
     target_scaler_path: str | Path,
     expected_sha256: Mapping[str, str] | None = None,
 ) -> tuple[FeatureScaler, TargetScaler]:
-    """Read scalers written by save_scalers; hashes checked first when given."""
-    fpath, tpath = Path(features_scaler_path), Path(target_scaler_path)
-    for p in (fpath, tpath):
-        if not p.exists():
-            raise ArtifactError(f"scaler file {str(p)!r} does not exist")
+    """Read scalers written by save_scalers (JSON, or format 1's joblib files); hashes are
+    checked first when given."""
+    out = []
+    for p in (Path(features_scaler_path), Path(target_scaler_path)):
+        data = _read(p, "scaler")
         if expected_sha256 is not None and p.name in expected_sha256:
-            _check_hash(p, expected_sha256[p.name])
+            _check_hash(data, expected_sha256[p.name], p.name, str(p.parent))
+        out.append(_scaler_dict(data, p.name))
+    return _scalers(out[0], out[1])
+
+
+def _scaler_dict(data: bytes, name: str) -> dict:
+    return parse_json(data, name) if name.endswith(".json") else safe_unpickle(data, name)
+
+
+def _scalers(features: dict, target: dict) -> tuple[FeatureScaler, TargetScaler]:
     try:
-        features = FeatureScaler.from_dict(_safe_unpickle(fpath))
-        target = TargetScaler.from_dict(_safe_unpickle(tpath))
+        return FeatureScaler.from_dict(features), TargetScaler.from_dict(target)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"scaler files hold unexpected content ({exc})") from exc
-    return features, target
 
 
-def _check_hash(path: Path, expected: str) -> None:
-    actual = sha256_file(path)
+def _read(path: Path, what: str) -> bytes:
+    if not path.exists():
+        raise ArtifactError(f"{what} file {str(path)!r} does not exist")
+    return path.read_bytes()
+
+
+def _check_hash(data: bytes, expected: str, name: str, where: str) -> None:
+    actual = sha256_bytes(data)
     if actual != expected:
         raise ArtifactError(
-            f"{path.name}: SHA-256 mismatch in {str(path.parent)!r} (expected {expected[:12]}..., "
-            f"found {actual[:12]}...): the file was modified or corrupted; refusing to load it"
+            f"{name}: SHA-256 mismatch in {where!r} (expected {str(expected)[:12]}..., found "
+            f"{actual[:12]}...): the file was modified or corrupted; refusing to load it"
         )
 
 
@@ -289,7 +231,7 @@ def save_model_metadata(
         md["model_weights_path"] = str(model_path)
         if Path(model_path).exists():
             md.setdefault("files", {})[Path(model_path).name] = sha256_file(model_path)
-    atomic_write_bytes(metadata_path, _json_bytes(md))
+    atomic_write_bytes(metadata_path, json_bytes(md))
     return md
 
 
@@ -318,334 +260,112 @@ def load_production_model(
     metadata_path = Path(metadata_path) if metadata_path else model_weights_path.parent / METADATA
     if not metadata_path.exists():
         raise ArtifactError(f"metadata file {str(metadata_path)!r} does not exist")
-    metadata = _read_json(metadata_path)
+    metadata = read_json(metadata_path)
     expected = (metadata.get("files") or {}).get(model_weights_path.name)
-    model = LSTMModel(LSTMConfig.from_dict(metadata["model_architecture"]))
+    model = _network(metadata)
     load_model_weights(model, model_weights_path, device, expected_sha256=expected)
-    model.eval()
-    return model, metadata
+    return model.eval(), metadata
 
 
-def _read_json(path: Path) -> dict:
+def _network(metadata: Mapping) -> LSTMModel:
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path.name}: not readable JSON ({exc})") from exc
+        return LSTMModel(LSTMConfig.from_dict(metadata["model_architecture"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"metadata lacks a usable model_architecture ({exc})") from exc
 
 
-# ------------------------------------------------------------------------------ versions
-def new_version_id(now: datetime | None = None) -> str:
-    """Sortable, unique: 20261127T224500Z-1a2b3c."""
-    now = now or datetime.now(UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+# ------------------------------------------------------------ one version as bytes
+def encode_artifact(forecaster: Forecaster, metadata: dict) -> tuple[dict[str, bytes], dict]:
+    """The five files of a version, as bytes, and the metadata with the file hashes."""
+    files = {
+        WEIGHTS: weights_bytes(forecaster.model),
+        SCALER_FEATURES: json_bytes(forecaster.feature_scaler.to_dict()),
+        SCALER_TARGET: json_bytes(forecaster.target_scaler.to_dict()),
+    }
+    metadata = {**metadata, "files": {n: sha256_bytes(b) for n, b in files.items()}}
+    files[METADATA] = json_bytes(metadata)
+    sums = {n: sha256_bytes(b) for n, b in files.items()}
+    files[SUMS] = "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode()
+    return files, metadata
 
 
-def write_version_dir(forecaster: Forecaster, target: Path, metadata: dict) -> dict:
-    """Write all files of one version into `target` (a fresh folder) and return metadata."""
-    target.mkdir(parents=True, exist_ok=False)
-    save_model_weights(forecaster.model, target / WEIGHTS)
-    save_scalers(forecaster.feature_scaler, forecaster.target_scaler, target)
-    files = {name: sha256_file(target / name) for name in (WEIGHTS, SCALER_FEATURES, SCALER_TARGET)}
-    metadata = {**metadata, "files": files}
-    atomic_write_bytes(target / METADATA, _json_bytes(metadata))
-    sums = {**files, METADATA: sha256_file(target / METADATA)}
-    atomic_write_bytes(
-        target / SUMS, "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode()
-    )
+def verify_artifact(files: Mapping[str, bytes], where: str) -> dict:
+    """Check every file against SHA256SUMS and the metadata's hashes; return the metadata.
+
+    Runs before anything is deserialised; `where` names the folder or row in messages.
+    """
+    if SUMS not in files:
+        raise ArtifactError(f"{SUMS} missing in {where!r}: incomplete or foreign artifact")
+    expected = _parse_sums(files[SUMS], where)
+    data_files = next((f for f in FORMAT_FILES.values() if set(f) <= set(expected)), None)
+    if data_files is None:
+        raise ArtifactError(
+            f"{SUMS} in {where!r} lacks {sorted(set(FORMAT_FILES[FORMAT_VERSION]) - set(expected))}"
+        )
+    for name in sorted({*data_files, METADATA}):
+        if name not in files:
+            raise ArtifactError(f"{name} missing in {where!r}")
+        _check_hash(files[name], expected.get(name, ""), name, where)
+    metadata = parse_json(files[METADATA], METADATA)
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{METADATA} in {where!r} is not a JSON object")
+    for name, digest in (metadata.get("files") or {}).items():
+        if expected.get(name) != digest:
+            raise ArtifactError(f"{name}: hash in {METADATA} disagrees with {SUMS} in {where!r}")
+    fmt = metadata.get("format_version")
+    if not isinstance(fmt, int) or fmt not in FORMAT_FILES:
+        raise ArtifactError(
+            f"{where!r} has artifact format {fmt!r}; this library reads formats "
+            f"{sorted(FORMAT_FILES)} (<= {FORMAT_VERSION})"
+        )
+    if set(FORMAT_FILES[fmt]) != set(data_files):
+        raise ArtifactError(f"{where!r}: its files do not match artifact format {fmt}")
     return metadata
 
 
-def verify_version_dir(path: Path) -> dict:
-    """Check every file against SHA256SUMS and the metadata's hashes; return the metadata.
+def decode_artifact(files: Mapping[str, bytes], where: str) -> Forecaster:
+    """Verify the files of a version, then load it on CPU."""
+    metadata = verify_artifact(files, where)
+    weights, sf, st = FORMAT_FILES[metadata["format_version"]]
+    model = load_weights_bytes(_network(metadata), files[weights], weights)
+    scalers = _scalers(_scaler_dict(files[sf], sf), _scaler_dict(files[st], st))
+    return forecaster_from_parts(model.eval(), *scalers, metadata)
 
-    Runs before anything in the folder is deserialised.
-    """
-    if not path.is_dir():
-        raise ArtifactError(f"model version folder {str(path)!r} does not exist")
-    sums_path = path / SUMS
-    if not sums_path.exists():
-        raise ArtifactError(f"{SUMS} missing in {str(path)!r}: incomplete or foreign artifact")
+
+def _parse_sums(data: bytes, where: str) -> dict[str, str]:
     expected = {}
     try:
-        for line in sums_path.read_text().splitlines():
+        for line in data.decode().splitlines():
             if line.strip():
                 digest, name = line.split(None, 1)
                 expected[name.strip()] = digest
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{SUMS} in {str(path)!r} is malformed ({exc})") from exc
-    required = {WEIGHTS, SCALER_FEATURES, SCALER_TARGET, METADATA}
-    if not required <= set(expected):
-        raise ArtifactError(f"{SUMS} in {str(path)!r} lacks {sorted(required - set(expected))}")
-    for name in sorted(required):
-        if not (path / name).exists():
-            raise ArtifactError(f"{name} missing in {str(path)!r}")
-        _check_hash(path / name, expected[name])
-    metadata = _read_json(path / METADATA)
-    for name, digest in (metadata.get("files") or {}).items():
-        if expected.get(name) != digest:
-            raise ArtifactError(
-                f"{name}: hash in {METADATA} disagrees with {SUMS} in {str(path)!r}"
-            )
-    fmt = metadata.get("format_version")
-    if fmt is None or int(fmt) > FORMAT_VERSION:
-        raise ArtifactError(
-            f"{str(path)!r} has artifact format {fmt}; this library reads formats <= {FORMAT_VERSION}"
-        )
+        raise ArtifactError(f"{SUMS} in {where!r} is malformed ({exc})") from exc
+    return expected
+
+
+# ------------------------------------------------------------- one version as a folder
+def write_version_dir(forecaster: Forecaster, target: Path, metadata: dict) -> dict:
+    """Write all files of one version into `target` (a fresh folder); return the metadata."""
+    target.mkdir(parents=True, exist_ok=False)
+    files, metadata = encode_artifact(forecaster, metadata)
+    for name, data in files.items():
+        atomic_write_bytes(target / name, data)
     return metadata
+
+
+def read_version_dir(path: Path) -> dict[str, bytes]:
+    """The files of a version folder (missing ones are reported by verify_artifact)."""
+    if not path.is_dir():
+        raise ArtifactError(f"model version folder {str(path)!r} does not exist")
+    return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+
+
+def verify_version_dir(path: Path) -> dict:
+    """Check a version folder's files against their hashes; return its metadata."""
+    return verify_artifact(read_version_dir(Path(path)), str(path))
 
 
 def load_forecaster(path: str | Path) -> Forecaster:
     """Verify a version folder, then load it on CPU."""
-    path = Path(path)
-    metadata = verify_version_dir(path)
-    files = metadata["files"]
-    model = LSTMModel(LSTMConfig.from_dict(metadata["model_architecture"]))
-    load_model_weights(model, path / WEIGHTS, "cpu", expected_sha256=files[WEIGHTS])
-    fs, ts = load_scalers(path / SCALER_FEATURES, path / SCALER_TARGET, expected_sha256=files)
-    return forecaster_from_parts(model.eval(), fs, ts, metadata)
-
-
-def _pid_alive(pid: str) -> bool:
-    """Whether process `pid` (from a temp file name) still runs; unknown -> not alive."""
-    try:
-        n = int(pid)
-    except ValueError:
-        return False
-    if n == os.getpid():
-        return True  # this process: maybe a save in another thread (its own failures clean up)
-    try:
-        os.kill(n, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class ModelRegistry:
-    """A folder of immutable model versions and an atomically replaced champion pointer.
-
-    root/versions/<version>/{model_weights.pt, scaler_*.joblib, model_metadata.json, SHA256SUMS}
-    root/champion.json  {"version": ..., "promoted_at": ..., "history": [...]}
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.versions_dir = self.root / "versions"
-
-    def save(self, forecaster: Forecaster, metrics: Mapping | None = None, **extra) -> str:
-        """Register a new version; it appears whole or not at all. Returns its id."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        self.cleanup()
-        version = new_version_id()
-        metadata = build_metadata(
-            forecaster, metrics, version=version, created_at=datetime.now(UTC).isoformat(), **extra
-        )
-        tmp = self.versions_dir / f".tmp-{os.getpid()}-{version}"
-        try:
-            write_version_dir(forecaster, tmp, metadata)
-            os.rename(tmp, self.versions_dir / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _fsync_dir(self.versions_dir)
-        forecaster.metadata = {
-            **metadata,
-            "files": _read_json(self.versions_dir / version / METADATA)["files"],
-        }
-        log.info("registered model version %s in %s", version, self.root)
-        return version
-
-    def cleanup(self) -> int:
-        """Remove temp folders and files left by a crashed save or promotion.
-
-        Only leftovers of processes that are gone are removed; a save in progress in
-        another live process is left alone. Runs before every save and in every predict run.
-        """
-        removed = 0
-        candidates = []
-        if self.versions_dir.exists():
-            candidates += [(p, p.name.split("-")[1]) for p in self.versions_dir.glob(".tmp-*")]
-        if self.root.exists():
-            candidates += [(p, p.name.split(".")[3]) for p in self.root.glob(f".{CHAMPION}.*.tmp")]
-        for path, pid in candidates:
-            if _pid_alive(pid):
-                continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed += 1
-        if removed:
-            log.warning(
-                "removed %d temporary file(s) left by an interrupted save in %s", removed, self.root
-            )
-        return removed
-
-    def versions(self) -> list[str]:
-        if not self.versions_dir.exists():
-            return []
-        return sorted(
-            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
-
-    def path(self, version: str) -> Path:
-        if not version or "/" in version or version.startswith("."):
-            raise ArtifactError(f"invalid model version {version!r}")
-        return self.versions_dir / version
-
-    def metadata(self, version: str) -> dict:
-        path = self.path(version) / METADATA
-        if not path.exists():
-            raise ArtifactError(
-                f"model version {version!r} not found in {str(self.root)!r}; "
-                f"known: {self.versions()[-5:]}"
-            )
-        return _read_json(path)
-
-    def champion(self) -> str | None:
-        pointer = self.root / CHAMPION
-        if not pointer.exists():
-            return None
-        return _read_json(pointer).get("version")
-
-    def promote(self, version: str, reason: str = "") -> None:
-        """Make `version` the champion (atomic pointer swap); the old one stays loadable."""
-        verify_version_dir(self.path(version))
-        pointer = self.root / CHAMPION
-        history = _read_json(pointer).get("history", []) if pointer.exists() else []
-        history.append({"version": version, "at": datetime.now(UTC).isoformat(), "reason": reason})
-        atomic_write_bytes(
-            pointer,
-            _json_bytes(
-                {"version": version, "promoted_at": history[-1]["at"], "history": history[-50:]}
-            ),
-        )
-        log.info("champion is now %s (%s)", version, reason or "promoted")
-
-    def load(self, version: str | None = None) -> Forecaster:
-        """Load `version` (default: the champion), verified before deserialising."""
-        version = version or self.champion()
-        if version is None:
-            raise ArtifactError(f"no champion model in {str(self.root)!r}: train one first")
-        return load_forecaster(self.path(version))
-
-    def export(self, version: str, export_dir: str | Path) -> dict:
-        """The seed's export package of any version."""
-        forecaster = self.load(version)
-        path = self.path(version)
-        return export_model_and_scalers_for_api(
-            path / WEIGHTS,
-            forecaster.feature_scaler,
-            forecaster.target_scaler,
-            forecaster.metadata,
-            export_dir,
-        )
-
-
-# ------------------------------------------------------------------------------- export
-def export_model_and_scalers_for_api(
-    model_path: str | Path,
-    scaler_features: FeatureScaler,
-    scaler_target: TargetScaler,
-    metadata: Mapping,
-    export_dir: str | Path = "./models_export",
-) -> dict:
-    """Write the seed's package: model_weights.pth, scaler_features.pkl, scaler_target.pkl,
-    model_metadata.json, requirements.txt, README.md. Built in a temp folder, then moved
-    into place; refuses to overwrite a non-empty folder."""
-    export_path = Path(export_dir)
-    if export_path.exists() and any(export_path.iterdir()):
-        raise ArtifactError(f"export folder {str(export_path)!r} is not empty; choose a new one")
-    export_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_path.parent))
-    try:
-        shutil.copyfile(model_path, tmp / "model_weights.pth")
-        for name, obj in (
-            ("scaler_features.pkl", scaler_features),
-            ("scaler_target.pkl", scaler_target),
-        ):
-            joblib.dump(obj.to_dict(), tmp / name)
-        md = {k: v for k, v in dict(metadata).items() if k != "files"}
-        md["files"] = {
-            n: sha256_file(tmp / n)
-            for n in ("model_weights.pth", "scaler_features.pkl", "scaler_target.pkl")
-        }
-        (tmp / "model_metadata.json").write_bytes(_json_bytes(md))
-        versions = library_versions()
-        (tmp / "requirements.txt").write_text(
-            f"lstm-forecast=={versions['lstm_forecast']}\ntorch=={versions['torch'].split('+')[0]}\n"
-            f"numpy=={versions['numpy']}\npandas=={versions['pandas']}\n"
-            f"scikit-learn=={versions['scikit_learn']}\n"
-        )
-        (tmp / "README.md").write_text(_export_readme(md))
-        if export_path.exists():
-            export_path.rmdir()
-        os.rename(tmp, export_path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    files = {
-        "model_weights": "model_weights.pth",
-        "scaler_features": "scaler_features.pkl",
-        "scaler_target": "scaler_target.pkl",
-        "metadata": "model_metadata.json",
-        "requirements": "requirements.txt",
-        "readme": "README.md",
-    }
-    return {
-        "export_dir": str(export_path),
-        "files": {k: str(export_path / v) for k, v in files.items()},
-    }
-
-
-def load_export(export_dir: str | Path) -> Forecaster:
-    """Load an export package back into a Forecaster (hashes checked first)."""
-    d = Path(export_dir)
-    md = _read_json(d / "model_metadata.json")
-    files = md.get("files") or {}
-    model = LSTMModel(LSTMConfig.from_dict(md["model_architecture"]))
-    load_model_weights(
-        model, d / "model_weights.pth", expected_sha256=files.get("model_weights.pth")
-    )
-    fs, ts = load_scalers(d / "scaler_features.pkl", d / "scaler_target.pkl", expected_sha256=files)
-    return forecaster_from_parts(model.eval(), fs, ts, md)
-
-
-def _export_readme(md: Mapping) -> str:
-    arch = md.get("model_architecture", {})
-    feats = md.get("features", {})
-    metrics = md.get("evaluation_metrics") or {}
-    lines = [
-        "# LSTM forecasting model package",
-        "",
-        f"Version `{md.get('version', 'unversioned')}`, built {md.get('created_at', '')}.",
-        "",
-        "Files: `model_weights.pth` (PyTorch state_dict), `scaler_features.pkl` and",
-        "`scaler_target.pkl` (plain dicts written with joblib), `model_metadata.json`",
-        "(architecture, features, interval calibration, metrics, SHA-256 of every file).",
-        "",
-        "## Use",
-        "```python",
-        "from lstm.artifacts import load_export",
-        "from lstm import real_time_predict",
-        "forecaster = load_export('.')   # checks the SHA-256 of every file first",
-        "result = real_time_predict(forecaster, data_dict={",
-        f"    'value': [...],   # at least {feats.get('window', 12)} latest values, oldest first",
-        "    'ts': [...],      # their timestamps (UTC)",
-        "}, return_confidence=True)",
-        "print(result['forecast'], result['intervals'])",
-        "```",
-        "",
-        "## Model",
-        f"- window {feats.get('window')} x {arch.get('input_size')} features -> "
-        f"LSTM {arch.get('num_layers')} x {arch.get('hidden_size')} -> {arch.get('horizon')} steps",
-        f"- lags {feats.get('lags')}, calendar {feats.get('calendar')}, exogenous {feats.get('exog')}",
-        "",
-        "## Metrics",
-    ]
-    lines += [
-        f"- {k}: {v:.4g}" if isinstance(v, int | float) else f"- {k}: {v}"
-        for k, v in metrics.items()
-    ]
-    return "\n".join(lines) + "\n"
+    return decode_artifact(read_version_dir(Path(path)), str(path))

@@ -1,4 +1,4 @@
-"""The accuracy protocol of ../shared/BENCHMARK_PROTOCOL.md (v1) for the LSTM and baselines.
+"""The accuracy protocol of ../shared/BENCHMARK_PROTOCOL.md for the LSTM and baselines.
 
 regularise -> 70/10/20 split per series -> rolling origins every 12 slots over the test part
 -> MAE, RMSE, sMAPE, WAPE, MAPE, MASE (avg over the horizon and step 1), interval coverage,
@@ -18,16 +18,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from lstm.config import ForecastConfig
 from lstm.errors import DataValidationError
-from lstm.forecaster import ForecastConfig, Forecaster
+from lstm.evaluation import baseline_forecasts, mase_scales, scores, seasonal_period
+from lstm.fit import fit_forecaster
 from lstm.intervals import level_key
-from lstm.metrics import (
-    METRIC_NAMES,
-    calculate_metrics,
-    interval_coverage,
-    naive_scale,
-    per_series_metrics,
-)
+from lstm.metrics import interval_coverage, per_series_metrics
 from lstm.panel import ColumnNames, Panel, PrepReport, regularize
 from lstm.windows import gather, protocol_split, test_origins
 
@@ -47,15 +43,6 @@ def machine_info() -> dict:
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
 
 
-def _scores(target, pred, series, scale) -> dict:
-    avg = calculate_metrics(target, pred, series, scale)
-    step1 = calculate_metrics(target[:, 0], pred[:, 0], series, scale)
-    return {
-        "avg": {k: avg[k] for k in METRIC_NAMES},
-        "step1": {k: step1[k] for k in METRIC_NAMES},
-    }
-
-
 def report_json(report: dict) -> str:
     """The report as strict JSON: undefined figures (NaN, inf) become null."""
 
@@ -69,11 +56,6 @@ def report_json(report: dict) -> str:
         return v
 
     return json.dumps(clean(report), indent=2, allow_nan=False)
-
-
-def seasonal_period(freq_ns: int) -> int:
-    """Slots in one day: the SeasonalNaive season."""
-    return int(pd.Timedelta(days=1).value // freq_ns)
 
 
 def run_backtest(
@@ -115,23 +97,19 @@ def run_backtest(
             + ", ".join(f"{s!r} ({n} slots)" for s, n in short[:5])
         )
     origins = test_origins(panel, split, cfg.window, horizon, stride=12)
-    season = seasonal_period(panel.freq_ns)
-    raw = gather(panel, origins, cfg.window, horizon, lags=(season,))
+    raw = gather(panel, origins, cfg.window, horizon, lags=(seasonal_period(panel.freq_ns),))
     ids = panel.ids[raw.series]
-    scale = {
-        sid: naive_scale(panel.y[panel.offsets[i] : panel.offsets[i] + split.n_train[i]])
-        for i, sid in enumerate(panel.ids)
-    }
+    scale = mase_scales(panel, split)
     target = raw.target
 
     t0 = time.monotonic()
-    forecaster = Forecaster.fit(panel, split, cfg)
+    forecaster = fit_forecaster(panel, split, cfg)
     fit_s = time.monotonic() - t0
     t0 = time.monotonic()
     arrays, _ = forecaster.predict_panel(panel, origins)
     predict_s = time.monotonic() - t0
 
-    lstm_report = _scores(target, arrays.yhat, ids, scale)
+    lstm_report = scores(target, arrays.yhat, ids, scale)
     lstm_report["coverage"] = {}
     lstm_report["width"] = {}
     for lv in forecaster.levels:
@@ -147,18 +125,13 @@ def run_backtest(
     }
 
     models = {"lstm": lstm_report}
-    baselines = {
-        "naive": lambda: np.repeat(raw.y[:, -1:], horizon, axis=1),
-        "seasonal_naive": lambda: np.where(
-            np.isnan(raw.target_lags[:, :, 0]), raw.y[:, -1:], raw.target_lags[:, :, 0]
-        ),
-    }
-    for name, make in baselines.items():
-        t0 = time.monotonic()
-        pred = make()
-        rep = _scores(target, pred, ids, scale)
+    t0 = time.monotonic()
+    baselines = baseline_forecasts(raw)
+    baseline_s = round(time.monotonic() - t0, 4)
+    for name, pred in baselines.items():
+        rep = scores(target, pred, ids, scale)
         rep["fit_s"] = 0.0
-        rep["predict_s"] = round(time.monotonic() - t0, 4)
+        rep["predict_s"] = baseline_s
         rep["per_series"] = per_series_metrics(target, pred, ids, scale)
         models[name] = rep
 

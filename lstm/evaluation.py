@@ -1,21 +1,57 @@
-"""Evaluate a forecaster on chosen windows of a panel: metrics overall, per step, coverage."""
+"""One evaluation for every caller (backtest, promotion, tuning): MASE scales, the Naive
+and SeasonalNaive baselines, and scores of [B, H] forecasts against their actuals."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from lstm.forecaster import Forecaster
 from lstm.intervals import level_key
-from lstm.metrics import calculate_metrics, interval_coverage, naive_scale, per_step_metrics
+from lstm.metrics import METRIC_NAMES, calculate_metrics, interval_coverage, per_step_metrics
 from lstm.panel import Panel
-from lstm.windows import Split
+from lstm.windows import RawWindows, Split, expand_ranges
+
+BASELINES = ("naive", "seasonal_naive")
+
+
+def seasonal_period(freq_ns: int) -> int:
+    """Slots in one day: the SeasonalNaive season."""
+    return int(pd.Timedelta(days=1).value // freq_ns)
 
 
 def mase_scales(panel: Panel, split: Split) -> dict[str, float]:
-    """Each series' naive in-sample MAE over its train part (the MASE denominators)."""
+    """Each series' in-sample MAE of the one-step naive forecast over its train part (the
+    MASE denominators; NaN for a series with fewer than 2 train slots)."""
+    pos = expand_ranges(panel.offsets, np.ones(panel.n_series, np.int64), split.n_train - 1)
+    series = panel.series_index[pos]
+    diff = np.abs(panel.y[pos] - panel.y[pos - 1])
+    sums = np.bincount(series, weights=diff, minlength=panel.n_series)
+    counts = np.bincount(series, minlength=panel.n_series)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return dict(zip(panel.ids.tolist(), scale.tolist(), strict=True))
+
+
+def baseline_forecasts(raw: RawWindows) -> dict[str, np.ndarray]:
+    """Naive (last value) and SeasonalNaive (the value one season earlier; the last value
+    where that is unknown) for windows gathered with `lags=(season,)`: name -> [B, H]."""
+    h = raw.target_lags.shape[1]
+    last = raw.y[:, -1:]
+    seasonal = raw.target_lags[:, :, 0]
     return {
-        sid: naive_scale(panel.y[panel.offsets[i] : panel.offsets[i] + split.n_train[i]])
-        for i, sid in enumerate(panel.ids)
+        "naive": np.repeat(last, h, axis=1),
+        "seasonal_naive": np.where(np.isnan(seasonal), last, seasonal),
+    }
+
+
+def scores(target: np.ndarray, pred: np.ndarray, series: np.ndarray, scale) -> dict:
+    """The protocol's metrics over all steps ('avg') and at step 1 ('step1')."""
+    avg = calculate_metrics(target, pred, series, scale)
+    step1 = calculate_metrics(target[:, 0], pred[:, 0], series, scale)
+    return {
+        "avg": {k: avg[k] for k in METRIC_NAMES},
+        "step1": {k: step1[k] for k in METRIC_NAMES},
     }
 
 

@@ -1,5 +1,8 @@
-"""`Forecaster`: the trained model with everything needed to use it (feature spec, scalers,
+"""`Forecaster`: a trained model with everything needed to use it (feature spec, scalers,
 calibrated intervals, metadata), and the one vectorised inference kernel every path uses.
+
+Inference only: training lives in `lstm.fit`, batch window preparation in `lstm.prepare`,
+the seed's single-series API in `lstm.inference`.
 """
 
 from __future__ import annotations
@@ -8,44 +11,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lstm.errors import DataValidationError, TrainingError
-from lstm.features import (
-    CALENDAR_FEATURES,
-    Encoded,
-    FeatureScaler,
-    FeatureSpec,
-    TargetScaler,
-    encode,
-    lag_name,
-)
+from lstm.errors import DataValidationError
+from lstm.features import Encoded, FeatureScaler, FeatureSpec, TargetScaler, encode
 from lstm.intervals import ConformalIntervals
-from lstm.model import LSTMConfig, LSTMModel
-from lstm.panel import Panel, freq_to_ns
-from lstm.training import (
-    BatchIterator,
-    TrainConfig,
-    TrainResult,
-    set_seed,
-    set_threads,
-    train,
-    train_schedule,
-)
-from lstm.windows import (
-    RawWindows,
-    Split,
-    expand_ranges,
-    gather,
-    protocol_split,
-    train_origins,
-    val_origins,
-)
+from lstm.model import LSTMModel
+from lstm.panel import Panel
+from lstm.prepare import InferenceReport, prepare_windows
+from lstm.windows import RawWindows, gather
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,52 +33,6 @@ T = TypeVar("T")
 # CPU cache (measured: 512-1024 windows run ~2.5x faster per window than 16,384 on 2 cores).
 INFERENCE_CHUNK = 1024
 MIN_PARALLEL_CHUNK = 256  # below this, splitting a batch across threads costs more than it gains
-
-
-@dataclass
-class ForecastConfig:
-    """The one configuration of a forecaster: features, network, training, intervals."""
-
-    window: int = 12
-    horizon: int = 12
-    freq: str = "5min"
-    # seasonal lags in slots; None: one day and one week at `freq` (288, 2016 at 5 minutes)
-    lags: tuple[int, ...] | None = None
-    calendar: tuple[str, ...] = CALENDAR_FEATURES
-    exog: tuple[str, ...] | None = None  # None: every exogenous column of the training data
-    use_level: bool = True
-    lags_in_window: bool = True  # the encoder also sees each window step's lagged values
-    select_top_k: int | None = None  # keep the k most important candidate features (RF)
-    rank_features: bool = False  # rank candidates (RF) and record it even when keeping all
-    levels: tuple[float, ...] = (0.8, 0.95)
-    interval_bins: int = 4
-    target_scaler: TargetScaler = field(default_factory=TargetScaler)
-    model: LSTMConfig = field(default_factory=LSTMConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def lag_slots(self) -> tuple[int, ...]:
-        """The seasonal lags in slots: `lags`, or one day and one week at `freq`."""
-        if self.lags is not None:
-            return tuple(int(lag) for lag in self.lags)
-        step = pd.Timedelta(self.freq)
-        return tuple(int(round(pd.Timedelta(days=d) / step)) for d in (1, 7))
-
-    def check_horizon(self) -> tuple[int, ...]:
-        """The lags in slots, once the horizon is known to fit them (clear error if not)."""
-        lags = self.lag_slots()
-        if self.horizon < 1 or any(lag < self.horizon for lag in lags):
-            raise DataValidationError(
-                f"horizon {self.horizon} must be at least 1 and at most the shortest seasonal "
-                f"lag ({min(lags, default='none')} slots; lags {list(lags)}): a lag shorter than "
-                "the horizon would need values not yet observed"
-            )
-        return lags
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["lags"] = list(self.lag_slots())
-        d["target_scaler"] = self.target_scaler.to_dict()
-        return d
 
 
 @dataclass
@@ -112,23 +45,23 @@ class ForecastArrays:
     z: np.ndarray  # [B, H] scaled point forecast
     lags_imputed: int = 0
 
+    def take(self, idx: np.ndarray | slice) -> ForecastArrays:
+        return ForecastArrays(
+            self.yhat[idx],
+            {lv: a[idx] for lv, a in self.lower.items()},
+            {lv: a[idx] for lv, a in self.upper.items()},
+            self.z[idx],
+            self.lags_imputed,
+        )
 
-@dataclass
-class InferenceReport:
-    """What a batch forecast skipped or repaired, per series."""
 
-    n_input_series: int = 0
-    n_forecast: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)  # series -> reason
-    repaired: dict[str, int] = field(default_factory=dict)  # series -> values interpolated
-    lags_imputed: int = 0
-    n_skipped: int = 0  # skipped forecasts (series x origin)
-    off_grid_rows: int = 0
-    duplicate_rows: int = 0
-    timings: dict[str, float] = field(default_factory=dict)  # features_s, model_s, frame_s
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+def _finite_rows(arrays: ForecastArrays, level: float) -> np.ndarray:
+    """[B] rows whose point forecast and bounds at `level` are all finite."""
+    ok = np.isfinite(arrays.yhat).all(axis=1)
+    ok &= np.isfinite(arrays.lower[level]).all(axis=1) & np.isfinite(arrays.upper[level]).all(
+        axis=1
+    )
+    return ok
 
 
 def map_chunks(fn: Callable[[slice], T], n: int, chunk_size: int) -> list[T]:
@@ -176,166 +109,6 @@ class Forecaster:
     @property
     def levels(self) -> tuple[float, ...]:
         return self.intervals.levels if self.intervals is not None else ()
-
-    # ------------------------------------------------------------------ training
-    @classmethod
-    def fit(
-        cls,
-        panel: Panel,
-        split: Split | None = None,
-        config: ForecastConfig | None = None,
-    ) -> Forecaster:
-        """Train on each series' train part, early-stop and calibrate on its validation part."""
-        cfg = config or ForecastConfig()
-        t_start = time.monotonic()
-        set_seed(cfg.train.seed)
-        set_threads(cfg.train.num_threads)
-        if freq_to_ns(cfg.freq) != panel.freq_ns:
-            raise DataValidationError(
-                f"config freq {cfg.freq!r} does not match the data's grid "
-                f"({pd.Timedelta(panel.freq_ns, 'ns')})"
-            )
-        lags = cfg.check_horizon()
-        split = split or protocol_split(panel)
-        exog = tuple(panel.exog_names) if cfg.exog is None else tuple(cfg.exog)
-        missing = [c for c in exog if c not in panel.exog_names]
-        if missing:
-            raise DataValidationError(
-                f"exogenous feature(s) {missing} not in the data; it has {list(panel.exog_names)}"
-            )
-        spec = FeatureSpec(
-            window=cfg.window,
-            horizon=cfg.horizon,
-            freq_ns=panel.freq_ns,
-            calendar=tuple(cfg.calendar),
-            exog=exog,
-            lags=lags,
-            use_level=cfg.use_level,
-            lags_in_window=cfg.lags_in_window,
-        )
-        tr = train_origins(panel, split, spec.window, spec.horizon)
-        va = val_origins(panel, split, spec.window, spec.horizon)
-        if len(tr) == 0:
-            short = panel.ids[split.n_train < spec.window + spec.horizon]
-            raise TrainingError(
-                f"no training windows: every series needs at least window + horizon = "
-                f"{spec.window + spec.horizon} slots in its train part; too short: "
-                f"{list(short[:5])}"
-            )
-        if len(va) == 0:
-            raise TrainingError(
-                "no validation windows: series are too short for a validation part of "
-                f"{spec.horizon} slots after the window"
-            )
-        exog_idx = [panel.exog_names.index(c) for c in exog]
-        train_pos = _train_positions(panel, split)
-        feature_scaler = FeatureScaler().fit(exog, panel.exog[np.ix_(train_pos, exog_idx)])
-        target_scaler = cfg.target_scaler
-
-        selection = None
-        if cfg.select_top_k is not None or cfg.rank_features:
-            from lstm.selection import select_features_lstm
-
-            selection = select_features_lstm(
-                panel, origins=tr, spec=spec, top_k=cfg.select_top_k, seed=cfg.train.seed
-            )
-            spec = selection.apply(spec)
-            exog_idx = [panel.exog_names.index(c) for c in spec.exog]
-            feature_scaler = FeatureScaler().fit(spec.exog, panel.exog[np.ix_(train_pos, exog_idx)])
-
-        mcfg = LSTMConfig(
-            **{
-                **asdict(cfg.model),
-                "input_size": spec.input_size,
-                "future_size": spec.future_size,
-                "horizon": spec.horizon,
-            }
-        )
-        model = LSTMModel(mcfg)
-
-        weights = _series_weights(panel, split) if cfg.train.series_weighting else None
-
-        def make_batch(origins: np.ndarray):
-            def batch(idx: np.ndarray):
-                raw = gather(panel, origins[idx], spec.window, spec.horizon, spec.lags)
-                enc = encode(raw, spec, target_scaler, feature_scaler, exog_idx)
-                out = (
-                    torch.from_numpy(enc.x),
-                    torch.from_numpy(enc.fut),
-                    torch.from_numpy(enc.z_target),
-                )
-                if weights is not None:
-                    out = (*out, torch.from_numpy(weights[raw.series]))
-                return out
-
-            return batch
-
-        tc = cfg.train
-        train_loader = BatchIterator(
-            len(tr), make_batch(tr), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch
-        )
-        val_loader = _CachedBatches(
-            BatchIterator(len(va), make_batch(va), 8192, False, tc.seed, tc.max_val_windows)
-        )
-        log.info(
-            "fit: %d series, %d train / %d validation windows, features in %s, future %s",
-            panel.n_series,
-            len(tr),
-            len(va),
-            spec.input_names,
-            spec.future_names,
-        )
-        result: TrainResult = train(model, train_loader, val_loader, tc)
-
-        forecaster = cls(spec, model, target_scaler, feature_scaler, None)
-        raw_val = gather(panel, va, spec.window, spec.horizon, spec.lags)
-        enc = encode(raw_val, spec, target_scaler, feature_scaler, exog_idx)
-        z_pred = forecaster._forward(enc)
-        forecaster.intervals = ConformalIntervals.fit(
-            enc.z_target - z_pred, enc.loc, cfg.levels, n_bins=cfg.interval_bins
-        )
-        refit = None
-        if tc.refit_on_validation and result.best_epoch > 0:
-            # The most recent data matter most: retrain a fresh network on train + validation
-            # with the schedule that early stopping chose (same epochs, same learning rates).
-            # Intervals stay calibrated on the first network's held-out residuals.
-            both = expand_ranges(
-                panel.offsets,
-                np.full(panel.n_series, spec.window - 1),
-                split.n_train + split.n_val - 1 - spec.horizon,
-            )
-            lrs = [row["lr"] for row in result.history[: result.best_epoch]]
-            lrs += [lrs[-1] * 0.5] * tc.refit_extra_epochs
-            set_seed(tc.seed)
-            model_b = LSTMModel(mcfg)
-            loader_b = BatchIterator(
-                len(both), make_batch(both), tc.batch_size, True, tc.seed, tc.max_windows_per_epoch
-            )
-            refit = train_schedule(model_b, loader_b, lrs, tc, tc.refit_average_last)
-            forecaster.model = model_b.eval()
-        first = panel.timestamps(panel.offsets[:-1])
-        end_train = panel.timestamps(panel.offsets[:-1] + split.n_train + split.n_val - 1)
-        forecaster.metadata = {
-            "config": cfg.to_dict(),
-            "features": spec.to_dict(),
-            "feature_selection": None if selection is None else selection.to_dict(),
-            "training": {
-                "series": int(panel.n_series),
-                "train_windows": int(len(tr)),
-                "val_windows": int(len(va)),
-                "data_start": str(first.min()),
-                "data_end": str(end_train.max()),
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-                "epochs_run": len(result.history),
-                "steps": result.steps,
-                "stop_reason": result.stop_reason,
-                "seconds": round(time.monotonic() - t_start, 3),
-                "history": result.history,
-                "refit": refit,
-            },
-        }
-        return forecaster
 
     # ----------------------------------------------------------------- inference
     def _forward(self, enc: Encoded, chunk_size: int = INFERENCE_CHUNK) -> np.ndarray:
@@ -422,8 +195,6 @@ class Forecaster:
         named in the report; fewer gaps are interpolated and counted. Returns the forecasts
         in the forecasts-table layout (level defaults to the first calibrated level).
         """
-        from lstm.inference import prepare_windows
-
         level = self.levels[0] if level is None else level
         many = (
             as_of is not None
@@ -441,10 +212,19 @@ class Forecaster:
         t1 = time.perf_counter()
         if len(ids) == 0:
             report.timings = {"features_s": t1 - t0, "model_s": 0.0, "frame_s": 0.0}
-            return _empty_forecast_frame(), report
+            return empty_forecast_frame(), report
         arrays = self.predict_raw(raw, (level,), chunk_size=chunk_size)
         t2 = time.perf_counter()
         report.lags_imputed = arrays.lags_imputed
+        ok = _finite_rows(arrays, level)
+        if not ok.all():  # one extreme history must never block the other series
+            for r in np.flatnonzero(~ok):
+                report.skip(
+                    ids[r],
+                    "the forecast or its interval is not finite (history values near the "
+                    f"float maximum, e.g. {np.nanmax(raw.y[r]):.3g})",
+                )
+            ids, raw, arrays = ids[ok], raw.take(ok), arrays.take(ok)
         frame = forecast_frame(ids, raw.origin_slot, self.spec.freq_ns, arrays, level)
         report.timings = {
             "features_s": t1 - t0,  # validating, scattering and repairing the history
@@ -479,7 +259,8 @@ def forecast_frame(
     )
 
 
-def _empty_forecast_frame() -> pd.DataFrame:
+def empty_forecast_frame() -> pd.DataFrame:
+    """A zero-row frame in the forecasts-table layout."""
     return pd.DataFrame(
         {
             "series_id": pd.Series([], dtype=object),
@@ -494,50 +275,12 @@ def _empty_forecast_frame() -> pd.DataFrame:
     )
 
 
-def _series_weights(panel: Panel, split: Split) -> np.ndarray:
-    """[N] float32: 1 / each series' in-sample naive MAE in log space, mean 1 over series.
-
-    The loss then weighs every series like MASE does (error relative to how hard the
-    series is), instead of letting noisy low-count series dominate log-space errors.
-    Training-only: inference needs no per-series state.
-    """
-    ly = np.log1p(np.maximum(panel.y, 0.0))
-    diff = np.abs(np.diff(ly, prepend=ly[:1]))
-    pos = _train_positions(panel, split)
-    series = panel.series_index[pos]
-    first = np.isin(pos, panel.offsets[:-1])  # no difference across a series boundary
-    sums = np.bincount(series[~first], weights=diff[pos][~first], minlength=panel.n_series)
-    counts = np.bincount(series[~first], minlength=panel.n_series)
-    scale = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    scale = np.where(np.isfinite(scale) & (scale > 1e-3), scale, np.nanmedian(scale))
-    w = 1.0 / scale
-    return (w / w.mean()).astype(np.float32)
-
-
-def _train_positions(panel: Panel, split: Split) -> np.ndarray:
-    from lstm.windows import expand_ranges
-
-    return expand_ranges(panel.offsets, np.zeros(panel.n_series, np.int64), split.n_train - 1)
-
-
-class _CachedBatches:
-    """Materialise a fixed (validation) batch sequence once and replay it every epoch."""
-
-    def __init__(self, source) -> None:
-        self.source = source
-        self.batches = None
-
-    def __iter__(self):
-        if self.batches is None:
-            self.batches = list(self.source)
-        return iter(self.batches)
-
-
 __all__ = [
+    "INFERENCE_CHUNK",
     "ForecastArrays",
-    "ForecastConfig",
     "Forecaster",
     "InferenceReport",
+    "empty_forecast_frame",
     "forecast_frame",
-    "lag_name",
+    "map_chunks",
 ]

@@ -1,8 +1,8 @@
-"""Inference entry points: the batch path for thousands of series and the seed's
-single-series API (`real_time_predict`, `validate_real_time_input`, buffers).
+"""The seed's inference API, kept with its names and meaning: `real_time_predict` for one
+series, `batch_predict` for many, `validate_real_time_input`, and the streaming buffers.
 
-Both end in `Forecaster.predict_raw`, so a batch and a single-series forecast of the same
-window agree to float precision.
+Every path ends in `Forecaster.predict_raw`, so a batch and a single-series forecast of the
+same window agree to float precision.
 """
 
 from __future__ import annotations
@@ -14,224 +14,38 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from lstm.artifacts import forecaster_from_parts
+from lstm.errors import DataValidationError
 from lstm.features import FeatureSpec
-from lstm.forecaster import INFERENCE_CHUNK, Forecaster, InferenceReport
+from lstm.forecaster import INFERENCE_CHUNK, Forecaster
 from lstm.intervals import level_key
-from lstm.panel import TS, ColumnNames, Y, interpolate_flat, to_ns, validate_columns
+from lstm.panel import TS, Y
+from lstm.slots import slot_ts, utc
 from lstm.windows import RawWindows
 
 TARGET_KEYS = (Y, "requests_target")  # the seed called the target requests_target
 TIME_KEYS = (TS, "timestamp")
 
 
-# --------------------------------------------------------------------------- batch path
-def prepare_latest(
-    history: pd.DataFrame,
-    spec: FeatureSpec,
-    as_of: pd.Timestamp | str | None = None,
-    *,
-    max_missing: int | None = None,
-    exog_fill: np.ndarray | None = None,
-) -> tuple[RawWindows, np.ndarray, InferenceReport]:
-    """Raw model inputs of every series for one forecast issued at `as_of` (default: the
-    latest slot in `history`). See `prepare_windows`."""
-    return prepare_windows(
-        history,
-        spec,
-        None if as_of is None else [as_of],
-        max_missing=max_missing,
-        exog_fill=exog_fill,
-    )
-
-
-def to_slot(ts: pd.Timestamp | str, freq_ns: int) -> int:
-    """A timestamp (naive = UTC) -> its slot number, floored to the grid."""
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value // freq_ns)
-
-
-def prepare_windows(
-    history: pd.DataFrame,
-    spec: FeatureSpec,
-    as_of: Sequence | None = None,
-    *,
-    max_missing: int | None = None,
-    exog_fill: np.ndarray | None = None,
-) -> tuple[RawWindows, np.ndarray, InferenceReport]:
-    """Long history of N series -> raw model inputs for forecasts issued at each `as_of`.
-
-    Only the slots the model reads are used: the window ending at each as_of and, per lag,
-    the H slots `lag` earlier than each target step. Per series and origin: rows in one
-    slot are summed; NaN/Inf/negative or non-numeric values count as missing; up to
-    `max_missing` missing window slots (default window // 4) are interpolated and counted;
-    without a value at as_of, or with more gaps, that forecast is skipped and the reason
-    named. Rows of the result are ordered by origin, then series; returns (raw windows,
-    series id per row, report). Predict (one as_of) and backfill (many) share this code,
-    so backfill writes exactly what predict would have written.
-    """
-    w, h = spec.window, spec.horizon
-    max_missing = w // 4 if max_missing is None else max_missing
-    cols, _ = validate_columns(history, ColumnNames(), spec.exog, strict=False)
-    report = InferenceReport()
-    codes, ids = pd.factorize(cols.ids, sort=True)
-    ids = np.asarray(ids, dtype=object).astype(str)
-    n = len(ids)
-    report.n_input_series = n
-    if n == 0:
-        return _empty_raw(spec), ids, report
-    ts_ns = to_ns(cols.ts)
-    slot = ts_ns // spec.freq_ns
-    report.off_grid_rows = int(np.count_nonzero(ts_ns - slot * spec.freq_ns))  # no int modulo
-    if as_of is None:
-        origins = np.array([slot.max()], dtype=np.int64)
-    else:
-        origins = np.array([to_slot(a, spec.freq_ns) for a in as_of], dtype=np.int64)
-    k = len(origins)
-
-    # the slots the model reads, as columns of a dense [N, S] matrix
-    win_slots = origins[:, None] + np.arange(-w + 1, 1)  # [K, W]
-    lag_arr = np.asarray(spec.lags, dtype=np.int64)
-    steps = np.arange(-w + 1, h + 1)  # every window and target step
-    lag_slots = origins[:, None, None] + steps[None, :, None] - lag_arr  # [K, W+H, L]
-    needed = np.unique(np.concatenate([win_slots.ravel(), lag_slots.ravel()]))
-    # column of each row's slot (-1: not read), by a lookup table over the needed span
-    lut = np.full(needed[-1] - needed[0] + 2, -1, dtype=np.int64)  # last entry: out of span
-    lut[needed - needed[0]] = np.arange(len(needed))
-    rel = slot - needed[0]
-    pos = lut[np.where((rel >= 0) & (rel < len(lut) - 1), rel, len(lut) - 1)]
-    hit = pos >= 0
-    y = cols.y
-    bad = ~np.isfinite(y) | (y < 0)
-    flat = codes[hit] * len(needed) + pos[hit]  # cell of each row in the [N, S] matrix
-    cells, dups, bad_cell = _scatter(flat, y[hit], bad[hit], n * len(needed))
-    report.duplicate_rows = dups
-    exog_cells = [
-        _scatter_mean(flat, cols.exog[c][hit], n * len(needed), unique=dups == 0) for c in spec.exog
-    ]
-    cells, bad_cell = cells.reshape(n, -1), bad_cell.reshape(n, -1)
-    exog_cells = [m.reshape(n, -1) for m in exog_cells]
-
-    win = cells[:, np.searchsorted(needed, win_slots)]  # [N, K, W]
-    win = win.transpose(1, 0, 2).reshape(k * n, w)  # row = origin * N + series
-    lags = cells[:, np.searchsorted(needed, lag_slots)]  # [N, K, W+H, L]
-    lags = lags.transpose(1, 0, 2, 3).reshape(k * n, w + h, len(spec.lags))
-    exog = np.zeros((k * n, w, len(spec.exog)))
-    for j, m in enumerate(exog_cells):
-        exog[:, :, j] = (
-            m[:, np.searchsorted(needed, win_slots)].transpose(1, 0, 2).reshape(k * n, w)
-        )
-    row_series = np.tile(np.arange(n), k)
-    row_origin = np.repeat(origins, n)
-
-    missing = np.isnan(win)
-    n_missing = missing.sum(axis=1)
-    skip = missing[:, -1] | (n_missing > max_missing)
-    report.n_skipped = int(skip.sum())
-    if skip.any():
-        bad_win = (
-            bad_cell[:, np.searchsorted(needed, win_slots)].transpose(1, 0, 2).reshape(k * n, w)
-        )
-        last_seen = _last_seen(codes, slot, n)
-        for r in np.flatnonzero(skip)[::-1]:  # the earliest origin's reason wins per series
-            i, at = int(row_series[r]), _fmt(int(row_origin[r]), spec)
-            seen = f" (last value at {_fmt(int(last_seen[i]), spec)})" if last_seen[i] >= 0 else ""
-            if n_missing[r] == w and not bad_win[r].any():
-                reason = f"no value in the {w}-slot window ending {at}{seen}"
-            elif missing[r, -1]:
-                what = "an invalid (NaN/Inf/negative/non-numeric)" if bad_win[r, -1] else "no"
-                reason = f"{what} value at as_of {at}{seen}"
-            else:
-                reason = (
-                    f"{int(n_missing[r])} of {w} window slots missing at {at} (max {max_missing})"
-                )
-            report.skipped[str(ids[i])] = reason
-    keep = ~skip
-    for r in np.flatnonzero(keep & (n_missing > 0)):
-        sid = str(ids[row_series[r]])
-        report.repaired[sid] = report.repaired.get(sid, 0) + int(n_missing[r])
-
-    kept = int(keep.sum())
-    offsets = np.arange(0, kept * w + 1, w)
-    win_k = interpolate_flat(win[keep].ravel(), offsets).reshape(kept, w)
-    exog_k = exog[keep]
-    if len(spec.exog):
-        fill = np.zeros(len(spec.exog)) if exog_fill is None else np.asarray(exog_fill, float)
-        for j in range(len(spec.exog)):
-            col_j = interpolate_flat(exog_k[:, :, j].ravel(), offsets).reshape(kept, w)
-            exog_k[:, :, j] = np.where(np.isnan(col_j), fill[j], col_j)
-    report.n_forecast = kept
-    raw = RawWindows(
-        y=win_k,
-        exog=exog_k,
-        origin_slot=row_origin[keep],
-        lags=lags[keep],
-        series=np.arange(kept),
-    )
-    return raw, ids[row_series[keep]], report
-
-
-def _scatter(flat, values, bad, size) -> tuple[np.ndarray, int, np.ndarray]:
-    """Per cell (`flat` gives each row's cell of `size`): the sum of the valid values (NaN
-    where a cell has none), the number of duplicate rows, and which cells held an invalid
-    value."""
-    ok = ~bad
-    bad_cell = np.zeros(size, dtype=bool)
-    bad_cell[flat[bad]] = True
-    all_count = np.bincount(flat, minlength=size)
-    if len(flat) == 0 or all_count.max() <= 1:  # the usual case: a store keyed by (series, ts)
-        cells = np.full(size, np.nan)
-        cells[flat[ok]] = values[ok]
-        return cells, 0, bad_cell
-    total = np.bincount(flat[ok], weights=values[ok], minlength=size)
-    count = np.bincount(flat[ok], minlength=size)
-    dups = int(np.maximum(all_count - 1, 0).sum())
-    return np.where(count > 0, total, np.nan), dups, bad_cell
-
-
-def _scatter_mean(flat, values, size, unique: bool) -> np.ndarray:
-    """Per cell: the mean of the finite values (NaN where none); `unique`: one row per cell."""
-    ok = np.isfinite(values)
-    if unique:
-        cells = np.full(size, np.nan)
-        cells[flat[ok]] = values[ok]
-        return cells
-    total = np.bincount(flat[ok], weights=values[ok], minlength=size)
-    count = np.bincount(flat[ok], minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def _last_seen(codes, slot, n) -> np.ndarray:
-    """Last slot with any row, per series (-1 when none)."""
-    last = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(last, codes, slot)
-    return last
-
-
-def _fmt(slot: int, spec: FeatureSpec) -> str:
-    return str(pd.Timestamp(slot * spec.freq_ns, tz="UTC"))
-
-
-def _empty_raw(spec: FeatureSpec) -> RawWindows:
-    return RawWindows(
-        y=np.zeros((0, spec.window)),
-        exog=np.zeros((0, spec.window, len(spec.exog))),
-        origin_slot=np.zeros(0, dtype=np.int64),
-        lags=np.zeros((0, spec.window + spec.horizon, len(spec.lags))),
-        series=np.zeros(0, dtype=np.int64),
-    )
-
-
 def as_forecaster(model, scaler_features=None, scaler_target=None, metadata=None) -> Forecaster:
     """Accept a Forecaster, or the seed's (model, scalers, metadata) parts of one."""
     if isinstance(model, Forecaster):
         return model
-    from lstm.artifacts import forecaster_from_parts
-
     if metadata is None:
-        raise ValueError("pass the model metadata (it holds the feature spec and intervals)")
+        raise DataValidationError(
+            f"got a bare {type(model).__name__} without its metadata: pass metadata= (it holds "
+            "the feature spec and the intervals), or a Forecaster from ModelRegistry.load()"
+        )
     return forecaster_from_parts(model, scaler_features, scaler_target, metadata)
+
+
+def check_device(device: str | None) -> None:
+    """Inference runs on the CPU (the seed's `device` argument is kept, and checked)."""
+    if device not in (None, "cpu"):
+        raise DataValidationError(
+            f"device {device!r} is not supported: this library runs inference on the CPU "
+            "(device='cpu')"
+        )
 
 
 def batch_predict(
@@ -254,6 +68,7 @@ def batch_predict(
     seed's input dicts: returns one result dict per input, like `real_time_predict`, with
     'index' and 'status' ('success' or 'error' and the message).
     """
+    check_device(device)
     forecaster = as_forecaster(model, scaler_features, scaler_target, metadata)
     if isinstance(data_list, pd.DataFrame):
         return forecaster.forecast(data_list, as_of, level=level, chunk_size=chunk_size)
@@ -373,8 +188,7 @@ def raw_from_dict(data: Mapping, spec: FeatureSpec) -> RawWindows:
     w, h = spec.window, spec.horizon
     y = np.asarray(data[_key(data, Y)], dtype=np.float64)
     ts = data[_key(data, TS)]
-    last = pd.Timestamp(ts[-1] if isinstance(ts, list | tuple | np.ndarray | pd.Series) else ts)
-    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    last = utc(ts[-1] if isinstance(ts, list | tuple | np.ndarray | pd.Series) else ts)
     origin_slot = last.value // spec.freq_ns
     n = len(y)
     lags = np.full((1, w + h, len(spec.lags)), np.nan)
@@ -415,9 +229,9 @@ def _result(
         "prediction_scaled": float(arrays.z[k, 0]),
         "timestamp": datetime.now(UTC).isoformat(),
         "confidence_interval": None,
-        "issued_at": pd.Timestamp(int(raw.origin_slot[k]) * freq, tz="UTC").isoformat(),
+        "issued_at": slot_ts(raw.origin_slot[k], freq).isoformat(),
         "forecast": arrays.yhat[k].tolist(),
-        "target_ts": [pd.Timestamp(int(s) * freq, tz="UTC").isoformat() for s in steps],
+        "target_ts": [slot_ts(s, freq).isoformat() for s in steps],
         "intervals": {
             level_key(lv): {
                 "lower": arrays.lower[lv][k].tolist(),
@@ -453,11 +267,12 @@ def real_time_predict(
     (step 1, widest calibrated level, when return_confidence) and, beyond the seed,
     'forecast' (all H steps), 'target_ts', 'intervals' per level and 'issued_at'.
     """
+    check_device(device)
     forecaster = as_forecaster(model, scaler_features, scaler_target, metadata)
     expected = list(expected_features) if expected_features else input_keys(forecaster.spec)
     ok, msg = validate_real_time_input(data_dict, expected, forecaster.spec.window)
     if not ok:
-        raise ValueError(f"Input validation failed: {msg}")
+        raise DataValidationError(f"Input validation failed: {msg}")
     raw = raw_from_dict(data_dict, forecaster.spec)
     arrays = forecaster.predict_raw(raw, exog_index=None)
     return _result(forecaster, arrays, raw, 0, return_confidence)
@@ -509,11 +324,17 @@ def create_data_buffer(
     required_cols = list(required_cols) if required_cols is not None else [Y]
     missing = [c for c in required_cols if c not in df.columns]
     if missing:
-        raise ValueError(f"Missing columns: {missing}; the frame has {list(df.columns)}")
+        raise DataValidationError(
+            f"Missing columns: {missing}; the frame has {list(df.columns)}. Fix: pass "
+            "required_cols= naming columns the frame has"
+        )
     keep = max(window_size, history or window_size)
     tail = df[required_cols].tail(keep)
     if len(tail) < window_size:
-        raise ValueError(f"Not enough rows for the buffer: {len(tail)} < window {window_size}")
+        raise DataValidationError(
+            f"Not enough rows for the buffer: {len(tail)} < window {window_size}. Fix: give "
+            f"at least {window_size} rows of history"
+        )
     return {
         "data": tail.to_numpy(dtype=np.float64),
         "features": required_cols,
@@ -544,13 +365,3 @@ def buffer_to_input(buffer: dict) -> dict:
     out = {name: data[:, j].tolist() for j, name in enumerate(buffer["features"])}
     out[TS] = [last - step * (n - 1 - i) for i in range(n)]
     return out
-
-
-def last_complete_slot(now: pd.Timestamp | str, freq: str = "5min") -> pd.Timestamp:
-    """The last slot whose interval has fully elapsed at `now` (UTC): a run scheduled for
-    12:05:00 (or starting at 12:07) forecasts from the 12:00 slot. Deterministic in the
-    scheduled time, so a late or re-run slot gives the same rows."""
-    t = pd.Timestamp(now)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
-    return t.floor(step) - step

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,34 +123,3 @@ def interval_coverage(y_true, lower, upper) -> tuple[float, float]:
     y_true = np.asarray(y_true, dtype=np.float64)
     inside = (y_true >= lower) & (y_true <= upper)
     return float(inside.mean() * 100.0), float(np.mean(np.asarray(upper) - np.asarray(lower)))
-
-
-def plot_metrics_comparison(
-    results: Mapping[str, Mapping[str, float]],
-    path: str | Path,
-    metrics: Sequence[str] = ("MASE", "WAPE", "sMAPE"),
-    title: str = "Model comparison",
-) -> Path:
-    """Bar charts of `results` ({model: {metric: value}}) side by side, written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    models = list(results)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        values = [results[m].get(metric, np.nan) for m in models]
-        bars = ax.bar(
-            models, values, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][: len(models)]
-        )
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
-        ax.set_title(metric)
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

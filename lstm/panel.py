@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lstm.errors import DataValidationError, preview
+from lstm.slots import freq_to_ns
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +119,6 @@ class Panel:
             exog_names=self.exog_names,
             freq_ns=self.freq_ns,
         )
-
-
-def freq_to_ns(freq: str | pd.Timedelta) -> int:
-    """'5min' -> 300_000_000_000; rejects non-positive or unparseable frequencies."""
-    try:
-        ns = int(pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value)
-    except (ValueError, TypeError) as exc:
-        raise DataValidationError(f"freq {freq!r} is not a fixed frequency like '5min'") from exc
-    if ns <= 0:
-        raise DataValidationError(f"freq {freq!r} must be positive")
-    return ns
 
 
 def to_utc(values: pd.Series, column: str, ids: pd.Series | None = None) -> tuple[pd.Series, bool]:
@@ -342,10 +332,13 @@ def regularize(
     for j, name in enumerate(exog_names):
         grid_x[pos, j] = frame[name].to_numpy(dtype=np.float64)
     grid_slot = np.repeat(first, lengths) + (np.arange(total) - np.repeat(offsets[:-1], lengths))
-    report.filled_slots = int(total - len(frame))
+    has_row = np.zeros(total, dtype=bool)
+    has_row[pos] = True
 
     valid_counts = np.add.reduceat(np.isfinite(grid_y).astype(np.int64), offsets[:-1]) if n else []
     empty = np.asarray(valid_counts) == 0
+    # slots without a row inside the series that are kept (a dropped series fills nothing)
+    report.filled_slots = int(np.count_nonzero(~has_row[~np.repeat(empty, lengths)]))
     for i in np.flatnonzero(empty):
         report.dropped[str(ids[i])] = "no valid target value"
     grid_y = interpolate_flat(grid_y, offsets)

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from lstm.backtest import seasonal_period
+from lstm.evaluation import BASELINES, baseline_forecasts, mase_scales, scores, seasonal_period
 from lstm.forecaster import Forecaster
-from lstm.metrics import calculate_metrics, naive_scale
+from lstm.intervals import level_key
+from lstm.metrics import interval_coverage
 from lstm.panel import Panel
 from lstm.windows import Split, expand_ranges, gather
 
@@ -50,20 +51,12 @@ def compare_models(
     origins = holdout_origins(panel, split, window, horizon, stride)
     if len(origins) == 0:
         raise ValueError("no held-out forecast origins: series are too short for the holdout")
-    season = seasonal_period(panel.freq_ns)
-    raw = gather(panel, origins, window, horizon, lags=(season,))
+    raw = gather(panel, origins, window, horizon, lags=(seasonal_period(panel.freq_ns),))
     target = raw.target
     ids = panel.ids[raw.series]
-    scale = {
-        sid: naive_scale(panel.y[panel.offsets[i] : panel.offsets[i] + split.n_train[i]])
-        for i, sid in enumerate(panel.ids)
-    }
-    preds: dict[str, np.ndarray] = {
-        "naive": np.repeat(raw.y[:, -1:], horizon, axis=1),
-        "seasonal_naive": np.where(
-            np.isnan(raw.target_lags[:, :, 0]), raw.y[:, -1:], raw.target_lags[:, :, 0]
-        ),
-    }
+    scale = mase_scales(panel, split)
+    preds: dict[str, np.ndarray] = baseline_forecasts(raw)
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows: dict[str, dict] = {}
     errors: dict[str, str] = {}
     for name, model in models.items():
@@ -77,25 +70,30 @@ def compare_models(
         preds[name] = arrays.yhat
         lv = model.levels[0] if model.levels else None
         if lv is not None:
-            inside = (target >= arrays.lower[lv]) & (target <= arrays.upper[lv])
-            rows.setdefault(name, {})[f"coverage_{int(round(lv * 100))}"] = float(
-                inside.mean() * 100
-            )
+            bands[name] = (arrays.lower[lv], arrays.upper[lv])
+            cov, _ = interval_coverage(target, *bands[name])
+            rows.setdefault(name, {})[f"coverage_{level_key(lv)}"] = cov
     for name, pred in preds.items():
-        avg = calculate_metrics(target, pred, ids, scale)
-        s1 = calculate_metrics(target[:, 0], pred[:, 0], ids, scale)
+        s = scores(target, pred, ids, scale)
         rows.setdefault(name, {}).update(
-            MASE=avg["MASE"],
-            MASE_step1=s1["MASE"],
-            WAPE=avg["WAPE"],
-            MAE=avg["MAE"],
-            sMAPE=avg["sMAPE"],
+            MASE=s["avg"]["MASE"],
+            MASE_step1=s["step1"]["MASE"],
+            WAPE=s["avg"]["WAPE"],
+            MAE=s["avg"]["MAE"],
+            sMAPE=s["avg"]["sMAPE"],
         )
     table = pd.DataFrame.from_dict(rows, orient="index")
-    order = [n for n in (*models, "naive", "seasonal_naive") if n in table.index]
+    order = [n for n in (*models, *BASELINES) if n in table.index]
     table = table.loc[order]
     table.index.name = "model"
-    extras = {"origins": origins, "target": target, "ids": ids, "preds": preds, "errors": errors}
+    extras = {
+        "origins": origins,
+        "target": target,
+        "ids": ids,
+        "preds": preds,
+        "bands": bands,
+        "errors": errors,
+    }
     return table, extras
 
 
@@ -163,43 +161,3 @@ def decide_promotion(
         base,
         margin,
     )
-
-
-def plot_holdout(panel: Panel, extras: dict, path, model: str = "challenger", n_series: int = 4):
-    """PNG of actuals and 12-step forecast paths over the held-out period for a few series."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = extras["ids"]
-    chosen = list(dict.fromkeys(ids))[:n_series]
-    fig, axes = plt.subplots(len(chosen), 1, figsize=(10, 2.4 * max(len(chosen), 1)), squeeze=False)
-    pred = extras["preds"].get(model, extras["preds"]["naive"])
-    h = pred.shape[1]
-    for ax, sid in zip(axes[:, 0], chosen, strict=False):
-        rows = np.flatnonzero(ids == sid)
-        origins = extras["origins"][rows]
-        i = int(np.flatnonzero(panel.ids == sid)[0])
-        lo, hi = origins.min() - 24, min(origins.max() + h + 1, panel.offsets[i + 1])
-        lo = max(lo, panel.offsets[i])
-        t = panel.timestamps(np.arange(lo, hi))
-        ax.plot(t, panel.y[lo:hi], color="black", lw=0.8, label="actual")
-        for k, o in zip(rows, origins, strict=True):
-            ax.plot(
-                panel.timestamps(o + np.arange(1, h + 1)),
-                pred[k],
-                color="tab:blue",
-                lw=1.0,
-                label=model if k == rows[0] else None,
-            )
-        ax.set_title(str(sid), fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lstm.slots import utc
+
 
 def generate_metrics(
     n_series: int = 20,
@@ -26,8 +28,7 @@ def generate_metrics(
     rng = np.random.default_rng(seed)
     step = pd.Timedelta(freq)
     t = int(pd.Timedelta(days=days) / step)
-    start = pd.Timestamp(start)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    start = utc(start)
     ts = pd.date_range(start, periods=t, freq=step)
     hours = (ts.hour + ts.minute / 60).to_numpy()[None, :]  # [1, T]
     dow = ts.day_of_week.to_numpy()[None, :]

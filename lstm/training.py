@@ -36,13 +36,16 @@ class TrainConfig:
     min_delta: float = 1e-4
     lr_patience: int = 3  # halve the learning rate after this many flat epochs
     grad_clip: float = 1.0
-    # wall-clock budget of the early-stopping phase (the refit below takes at most as long)
+    # wall-clock budget of the whole fit: early stopping, interval calibration and the refit
+    # (`fit_forecaster`); `train` alone applies it to its own loop
     max_seconds: float | None = None
+    early_stop_share: float = 0.5  # of the budget, for early stopping when a refit follows
     max_windows_per_epoch: int | None = 200_000  # sample this many training windows per epoch
     max_val_windows: int | None = 100_000
     # After early stopping, train a fresh network on train + validation (the most recent
     # data) with the chosen epochs and learning rates, plus a few at half the last rate,
-    # and average the weights of the last epochs (SWA). Bounded by the first phase's time.
+    # and average the weights of the last epochs (SWA). When the budget left cannot hold
+    # the whole schedule, each epoch samples fewer windows (or the refit is skipped).
     refit_on_validation: bool = True
     refit_extra_epochs: int = 3
     refit_average_last: int = 5
@@ -74,7 +77,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
 def set_threads(num_threads: int | None) -> None:
@@ -163,8 +165,11 @@ def train(
     train_loader: Iterable[Batch],
     val_loader: Iterable[Batch],
     config: TrainConfig | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
-    """Fit `model` with Adam, stop early on the validation loss, restore the best weights."""
+    """Fit `model` with Adam, stop early on the validation loss, restore the best weights.
+
+    Stops at `deadline` (time.monotonic()), default: `max_seconds` from now."""
     cfg = config or TrainConfig()
     set_threads(cfg.num_threads)
     criterion = make_loss(cfg.loss)
@@ -175,7 +180,8 @@ def train(
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
     start = time.monotonic()
-    deadline = start + cfg.max_seconds if cfg.max_seconds else None
+    if deadline is None and cfg.max_seconds:
+        deadline = start + cfg.max_seconds
     bad_epochs = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.monotonic()
@@ -183,6 +189,7 @@ def train(
         train_loss, steps = train_epoch(
             model, train_loader, optimizer, criterion, cfg.grad_clip, deadline
         )
+        t_train = time.monotonic() - t0
         val_loss = validate_epoch(model, val_loader, criterion)
         if not math.isfinite(val_loss):
             raise TrainingError(f"validation loss is {val_loss} at epoch {epoch}")
@@ -201,6 +208,7 @@ def train(
             "val_loss": val_loss,
             "lr": lr_used,
             "steps": steps,
+            "train_seconds": t_train,
             "seconds": time.monotonic() - t0,
         }
         result.history.append(row)
@@ -217,7 +225,7 @@ def train(
             result.stop_reason = f"early stop: no improvement for {cfg.patience} epochs"
             break
         if deadline is not None and time.monotonic() > deadline:
-            result.stop_reason = f"wall-clock budget of {cfg.max_seconds:g}s reached"
+            result.stop_reason = f"wall-clock budget reached ({time.monotonic() - start:.0f}s)"
             break
     else:
         result.stop_reason = f"reached {cfg.epochs} epochs"
@@ -241,10 +249,12 @@ def train_schedule(
     lrs: list[float],
     config: TrainConfig | None = None,
     average_last: int = 0,
+    deadline: float | None = None,
 ) -> list[dict]:
     """Train for len(lrs) epochs with the given learning rate per epoch and no validation:
     replays a finished run's schedule on more data (train + validation). With
-    `average_last` = k, the weights after each of the last k epochs are averaged (SWA)."""
+    `average_last` = k, the weights after each of the last k epochs are averaged (SWA).
+    Stops at `deadline` (time.monotonic()) if it comes first."""
     cfg = config or TrainConfig()
     averaged: dict[str, torch.Tensor] | None = None
     n_avg = 0
@@ -257,7 +267,9 @@ def train_schedule(
         for group in optimizer.param_groups:
             group["lr"] = lr
         t0 = time.monotonic()
-        loss, steps = train_epoch(model, train_loader, optimizer, criterion, cfg.grad_clip)
+        loss, steps = train_epoch(
+            model, train_loader, optimizer, criterion, cfg.grad_clip, deadline
+        )
         history.append(
             {
                 "epoch": epoch,
@@ -278,6 +290,11 @@ def train_schedule(
         log.info(
             "refit epoch %3d  train %.4f  lr %.1e  %.1fs", epoch, loss, lr, history[-1]["seconds"]
         )
+        if deadline is not None and time.monotonic() > deadline:
+            log.warning(
+                "refit stopped by the wall-clock budget after %d of %d epochs", epoch, len(lrs)
+            )
+            break
     if averaged is not None and n_avg > 1:
         model.load_state_dict(averaged)
     model.eval()

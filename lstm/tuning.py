@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from lstm.config import ForecastConfig
 from lstm.evaluation import evaluate, mase_scales
-from lstm.forecaster import ForecastConfig, Forecaster
+from lstm.fit import fit_forecaster
 from lstm.model import LSTMConfig
 from lstm.panel import Panel
 from lstm.training import TrainConfig
@@ -94,7 +95,7 @@ def run_hyperparameter_tuning(
     for i, (mc, tc) in enumerate(grid, 1):
         fc = _apply(base, mc, tc)
         t0 = time.monotonic()
-        forecaster = Forecaster.fit(panel, split, fc)
+        forecaster = fit_forecaster(panel, split, fc)
         fit_s = time.monotonic() - t0
         origins = val_origins(panel, split, fc.window, fc.horizon)
         origins = origins[:: max(1, fc.horizon)]

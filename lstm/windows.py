@@ -74,11 +74,6 @@ def test_origins(
     return expand_ranges(panel.offsets, lo, split.lengths - 1 - horizon, stride)
 
 
-def last_origins(panel: Panel) -> np.ndarray:
-    """The last position of every series: where a live forecast starts."""
-    return panel.offsets[1:] - 1
-
-
 @dataclass
 class RawWindows:
     """Unscaled model inputs for B windows: what `features.encode` turns into tensors."""

@@ -1,56 +1,69 @@
-"""Shared task options: retries with backoff on transient storage errors, timeouts, and no
-result caching (a cached forecast would be a stale forecast)."""
+"""What every task shares: one retry policy for the store, timeouts, no result caching (a
+cached forecast would be a stale forecast), the store a run uses, and its logger.
+
+The retry policy is declared once, here: transient storage errors (a lost or refused
+connection, a locked database, an I/O hiccup) are retried with exponential backoff,
+FORECAST_STORAGE_RETRIES times starting at FORECAST_STORAGE_RETRY_DELAY_S (4 times: 5, 10,
+20, 40 s); everything else fails at once. The values are read when the job starts (every
+served or worker run is a fresh process).
+"""
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
-from flows.settings import Settings
+from storage import ColumnMap, Store, TableNames, open_store
+from storage.errors import is_transient as storage_is_transient
+from tasks.settings import Settings, SettingsError, get_settings
+
+#: the libraries whose log lines a run shows (Prefect sends them to the run's log through
+#: PREFECT_LOGGING_EXTRA_LOGGERS, which the entry points set)
+LIBRARY_LOGGERS = ("lstm", "storage")
+for _name in LIBRARY_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 
 def is_transient(task, task_run, state) -> bool:
-    """Retry only what may succeed on a second try: a lost connection, a locked or
-    unreachable database, an I/O hiccup. Bad data and bugs fail at once."""
+    """Retry only what may succeed on a second try; bad data and bugs fail at once."""
     exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
     if exc is None:
         try:
             state.result(raise_on_failure=True)
         except BaseException as e:  # noqa: BLE001 - classify whatever was raised
             exc = e
-    return exc is not None and transient_error(exc)
+    return exc is not None and storage_is_transient(exc)
 
 
-def transient_error(exc: BaseException) -> bool:
-    """storage's own classification: connection, lock and I/O errors are transient."""
-    from storage.errors import is_transient
+def _startup_settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError:  # reported with its reason when the run builds its settings
+        return Settings.model_construct()
 
-    return is_transient(exc)
 
-
+COMPUTE_TASK = {"cache_policy": NO_CACHE, "persist_result": False, "timeout_seconds": 600}
 STORAGE_TASK = {
-    "retries": 4,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=5),  # 5, 10, 20, 40 s
+    **COMPUTE_TASK,
+    **_startup_settings().storage_task_options(),
     "retry_jitter_factor": 0.2,
     "retry_condition_fn": is_transient,
-    "cache_policy": NO_CACHE,
-    "persist_result": False,
-    "timeout_seconds": 600,
 }
-COMPUTE_TASK = {"cache_policy": NO_CACHE, "persist_result": False, "timeout_seconds": 600}
 
 
-def retrying(task, settings: Settings):
-    """`task` with the storage retry schedule of `settings` (exponential backoff)."""
-    return task.with_options(**settings.storage_task_options())
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside a flow or task run, a plain logger outside one."""
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run (a plain function call in tests or the CLI)
+        return logging.getLogger("tasks")
 
 
 @lru_cache(maxsize=8)
-def _open(url: str, settings_json: str):
-    from storage import ColumnMap, TableNames, open_store
-
+def _open(url: str, settings_json: str, create: bool) -> Store:
     s = Settings.model_validate_json(settings_json)
     return open_store(
         url,
@@ -60,7 +73,7 @@ def _open(url: str, settings_json: str):
     )
 
 
-def get_store(settings: Settings):
+def get_store(settings: Settings, create: bool = True) -> Store:
     """The store these settings name, opened once per process (a long-running server
     reuses its connection pool)."""
     keep = settings.model_dump_json(
@@ -75,7 +88,7 @@ def get_store(settings: Settings):
             "accuracy_table",
         }
     )
-    return _open(settings.resolved_store_url(), keep)
+    return _open(settings.resolved_store_url(), keep, create)
 
 
 def forget_stores() -> None:

@@ -1,70 +1,42 @@
-"""Prefect tasks around the lstm library: prepare, train, compare, register, forecast."""
+"""Prefect tasks around the lstm library: prepare, train, compare, register, load the
+champion, forecast. Thin: the work is in lstm/; these add the run's log, retries policy and
+the process-level model cache."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pandas as pd
-from prefect import get_run_logger, task
+import torch
+from prefect import task
 
-from flows.settings import Settings
 from lstm import (
     ArtifactError,
     ForecastConfig,
     Forecaster,
     InferenceReport,
     ModelRegistry,
+    fit_forecaster,
     regularize,
 )
 from lstm.panel import Panel, PrepReport
 from lstm.promotion import Decision, compare_models, decide_promotion, holdout_split
+from lstm.slots import freq_to_ns
 from lstm.windows import Split
-from tasks.common import COMPUTE_TASK
+from storage import ConfigError
+from tasks.common import COMPUTE_TASK, run_logger
+from tasks.settings import Settings
 
 LOG_NAMED = 50  # skipped series named in the log (all are counted; the artifact names more)
+TRAIN_TIMEOUT_S = 6 * 3600
 _CACHE: dict[tuple[str, str], Forecaster] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _logger():
-    try:
-        return get_run_logger()
-    except Exception:  # outside a run (plain function call in tests or the CLI)
-        return logging.getLogger("tasks")
-
-
-class _ToRunLogger(logging.Handler):
-    """Forwards the library's log records to the Prefect run logger (console and UI)."""
-
-    def __init__(self, target: logging.LoggerAdapter | logging.Logger) -> None:
-        super().__init__(logging.INFO)
-        self.target = target
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.target.log(record.levelno, "%s", record.getMessage())
-
-
-@contextmanager
-def library_progress(name: str = "lstm") -> Iterator[None]:
-    """Within a task: the `lstm` library's INFO logs (per-epoch training progress, data
-    repairs) reach the run's log, which Prefect prints and shows in the UI."""
-    lib = logging.getLogger(name)
-    saved = lib.handlers, lib.level, lib.propagate
-    lib.handlers = [_ToRunLogger(_logger())]  # the run logger prints each line once
-    lib.setLevel(logging.INFO)
-    lib.propagate = False
-    try:
-        yield
-    finally:
-        lib.handlers, lib.propagate = saved[0], saved[2]
-        lib.setLevel(saved[1])  # setLevel, not .level: it clears the enabled-for cache
-
-
 def forecast_config(settings: Settings) -> ForecastConfig:
+    """The model configuration these settings describe."""
     cfg = ForecastConfig(
         window=settings.window,
         horizon=settings.horizon,
@@ -81,58 +53,69 @@ def forecast_config(settings: Settings) -> ForecastConfig:
     )
 
 
-def load_champion_cached(settings: Settings) -> tuple[Forecaster, str]:
-    """The champion model, loaded once per version per process.
+def registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.models_dir)
 
-    If the champion's files fail verification, the run keeps forecasting with the last
-    good champion this process loaded, or else with the most recent earlier champion that
-    verifies; the refusal is logged with the file it names.
+
+# ------------------------------------------------------------------ the champion
+@task(name="load-champion", **COMPUTE_TASK)
+def load_champion(settings: Settings) -> tuple[Forecaster, str]:
+    """The champion model, loaded once per version per process, checked against the
+    settings' grid.
+
+    If the champion's files fail verification (or the pointer is malformed), the run keeps
+    forecasting with the last good champion this process loaded, or else the most recent
+    earlier champion that verifies; the refusal is logged with its reason.
     """
-    registry = ModelRegistry(settings.models_dir)
-    registry.cleanup()  # leftovers of a crashed save or promotion (dead processes only)
-    root = str(registry.root.resolve())
-    version = registry.champion()
-    if version is None:
-        raise ArtifactError(
-            f"no champion model in {str(registry.root)!r}: run `forecast train` (the retrain flow) first"
+    forecaster, version = _champion(registry(settings))
+    if freq_to_ns(settings.freq) != forecaster.spec.freq_ns:
+        raise ConfigError(
+            f"FORECAST_FREQ={settings.freq!r} does not match the grid of champion {version} "
+            f"({pd.Timedelta(forecaster.spec.freq_ns, 'ns')}): set FORECAST_FREQ to the "
+            "model's grid, or train a model on this one"
         )
-    key = (root, version)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key], version
-    try:
-        forecaster = registry.load(version)
-    except ArtifactError as exc:
-        _logger().error("champion %s refused: %s", version, exc)
-        fallback = _fallback(registry, root, version)
-        if fallback is None:
-            raise
-        _logger().warning("forecasting with previous champion %s instead", fallback[1])
-        return fallback
-    with _CACHE_LOCK:
-        for k in [k for k in _CACHE if k[0] == root]:
-            del _CACHE[k]  # keep one model per registry in memory
-        _CACHE[key] = forecaster
     return forecaster, version
 
 
-def _fallback(registry: ModelRegistry, root: str, bad: str) -> tuple[Forecaster, str] | None:
+def _champion(reg: ModelRegistry) -> tuple[Forecaster, str]:
+    reg.cleanup()  # leftovers of a crashed save or promotion (old enough to be dead)
+    root = str(reg.root.resolve())
+    try:
+        version = reg.champion()
+    except ArtifactError as exc:  # a malformed pointer
+        return _fallback(reg, root, None, exc)
+    if version is None:
+        raise ArtifactError(
+            f"no champion model in {str(reg.root)!r}: run `forecast train` (the retrain flow) first"
+        )
     with _CACHE_LOCK:
-        cached = [(k[1], f) for k, f in _CACHE.items() if k[0] == root and k[1] != bad]
-    if cached:
-        return cached[-1][1], cached[-1][0]
-    import json
+        if (root, version) in _CACHE:
+            return _CACHE[(root, version)], version
+    try:
+        forecaster = reg.load(version)
+    except ArtifactError as exc:
+        return _fallback(reg, root, version, exc)
+    with _CACHE_LOCK:
+        for k in [k for k in _CACHE if k[0] == root]:
+            del _CACHE[k]  # keep one model per registry in memory
+        _CACHE[(root, version)] = forecaster
+    return forecaster, version
 
-    pointer = registry.root / "champion.json"
-    history = json.loads(pointer.read_text()).get("history", []) if pointer.exists() else []
-    for entry in reversed(history):
-        v = entry.get("version")
-        if v and v != bad:
-            try:
-                return registry.load(v), v
-            except ArtifactError:
-                continue
-    return None
+
+def _fallback(
+    reg: ModelRegistry, root: str, refused: str | None, exc: ArtifactError
+) -> tuple[Forecaster, str]:
+    """The model this process last loaded from this registry, else the registry's last
+    good champion; the refusal is logged with its reason."""
+    log = run_logger()
+    log.error("champion %s refused: %s", refused or "pointer", exc)
+    with _CACHE_LOCK:
+        cached = [(f, k[1]) for k, f in _CACHE.items() if k[0] == root and k[1] != refused]
+    fallback = cached[-1] if cached else reg.last_good(exclude=[refused] if refused else [])
+    if fallback is None:
+        raise exc
+    log.warning("forecasting with previous champion %s instead", fallback[1])
+    return fallback
 
 
 def clear_model_cache() -> None:
@@ -140,14 +123,28 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
+@task(name="load-current-champion", **COMPUTE_TASK)
+def current_champion(settings: Settings) -> tuple[Forecaster | None, str | None]:
+    """The champion to compare a challenger with (None when there is none or it cannot be
+    loaded: the refusal is logged and the challenger is judged against the baselines)."""
+    reg = registry(settings)
+    try:
+        version = reg.champion()
+        return (reg.load(version), version) if version else (None, None)
+    except ArtifactError as exc:
+        run_logger().error("the current champion cannot be loaded and is not compared: %s", exc)
+        return None, None
+
+
+# ------------------------------------------------------------------ retrain
 @task(name="prepare-panel", **COMPUTE_TASK)
-def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, PrepReport]:
-    """Validate and regularise the training history (repairs counted, bad series named)."""
+def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, PrepReport, Split]:
+    """Validate and regularise the training history (repairs counted, bad series named),
+    and split off the held-out most recent period every model is judged on."""
     if history.empty:
         raise ValueError("the metrics table holds no rows in the requested history window")
-    with library_progress():
-        panel, report = regularize(history, settings.freq, strict=False)
-    log = _logger()
+    panel, report = regularize(history, settings.freq, strict=False)
+    log = run_logger()
     log.info(
         "history: %d series, %d slots; filled %d gaps, summed %d duplicates, %d invalid values, "
         "dropped %d series",
@@ -160,20 +157,15 @@ def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, Pre
     )
     for sid, reason in list(report.dropped.items())[:20]:
         log.warning("series %r dropped: %s", sid, reason)
-    return panel, report
+    slots = int(pd.Timedelta(days=settings.holdout_days) / pd.Timedelta(settings.freq))
+    return panel, report, holdout_split(panel, slots)
 
 
-@task(name="train-challenger", **{**COMPUTE_TASK, "timeout_seconds": 6 * 3600})
+@task(name="train-challenger", **{**COMPUTE_TASK, "timeout_seconds": TRAIN_TIMEOUT_S})
 def train_challenger(panel: Panel, split: Split, settings: Settings) -> Forecaster:
     """Fit a new global model (feature ranking, early stopping, interval calibration); the
     per-epoch progress goes to the run's log."""
-    with library_progress():
-        return Forecaster.fit(panel, split, forecast_config(settings))
-
-
-def holdout(panel: Panel, settings: Settings) -> Split:
-    slots = int(pd.Timedelta(days=settings.holdout_days) / pd.Timedelta(settings.freq))
-    return holdout_split(panel, slots)
+    return fit_forecaster(panel, split, forecast_config(settings))
 
 
 @task(name="compare-models", **COMPUTE_TASK)
@@ -193,11 +185,39 @@ def compare(
         settings.horizon,
     )
     for name, err in extras["errors"].items():
-        _logger().warning("%s could not be evaluated: %s", name, err)
-    decision = decide_promotion(table, settings.promotion_margin)
-    return table, extras, decision
+        run_logger().warning("%s could not be evaluated: %s", name, err)
+    return table, extras, decide_promotion(table, settings.promotion_margin)
 
 
+@task(name="register-model", **COMPUTE_TASK)
+def register(
+    settings: Settings,
+    challenger: Forecaster,
+    table: pd.DataFrame,
+    decision: Decision,
+    prep: PrepReport,
+    champion_version: str | None,
+) -> str:
+    """Save the challenger as a new immutable version; promote it if the decision says so."""
+    reg = registry(settings)
+    version = reg.save(
+        challenger,
+        metrics={k: float(v) for k, v in table.loc["challenger"].items()},
+        comparison=comparison_dict(table),
+        decision=decision.as_dict(),
+        champion_at_training=champion_version,
+        data_report=prep.as_dict(),
+    )
+    if decision.promote:
+        reg.promote(version, decision.reason)
+    return version
+
+
+def comparison_dict(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {m: {k: float(v) for k, v in row.items()} for m, row in table.iterrows()}
+
+
+# ------------------------------------------------------------------ predict
 @task(name="forecast-batch", **COMPUTE_TASK)
 def forecast_batch(
     forecaster: Forecaster,
@@ -208,8 +228,6 @@ def forecast_batch(
 ) -> tuple[pd.DataFrame, InferenceReport]:
     """Forecasts of every series from every slot, in one vectorised call, tagged with the
     model version that produced them."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.predict_threads))
     try:
@@ -219,7 +237,7 @@ def forecast_batch(
     finally:
         torch.set_num_threads(threads)
     frame["model_version"] = version
-    log = _logger()
+    log = run_logger()
     if report.skipped:
         named = list(report.skipped.items())[:LOG_NAMED]
         more = len(report.skipped) - len(named)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
-from lstm import InferenceReport
+from lstm import Forecaster
+from lstm.panel import Panel
+from lstm.plots import plot_holdout
 from lstm.promotion import Decision
-from tasks.common import COMPUTE_TASK
+from tasks.common import COMPUTE_TASK, run_logger
+from tasks.predict_tasks import PredictSummary
+from tasks.settings import Settings
 
 MAX_NAMED = 1000  # skipped series named in the predict artifact (the rest are counted)
 
@@ -41,11 +44,44 @@ def comparison_markdown(table: pd.DataFrame, decision: Decision, version: str, e
     return "\n".join(lines)
 
 
+def feature_ranking(forecaster: Forecaster) -> str:
+    """'a 0.41, b 0.22, ...' from the model's recorded feature selection ('not ranked')."""
+    sel = forecaster.metadata.get("feature_selection") or {}
+    imp = sel.get("importances") or {}
+    if not imp:
+        return "not ranked"
+    kept = f" (kept top {sel['top_k']})" if sel.get("top_k") is not None else ""
+    return ", ".join(f"{k} {v:.3f}" for k, v in imp.items()) + kept
+
+
 @task(name="publish-retrain-report", **COMPUTE_TASK)
 def publish_retrain(
-    table: pd.DataFrame, decision: Decision, version: str, extra: dict, image: Path | None
+    settings: Settings,
+    panel: Panel,
+    extras: dict,
+    table: pd.DataFrame,
+    decision: Decision,
+    version: str,
+    challenger: Forecaster,
+    champion_version: str | None,
 ) -> str:
+    """The retrain's markdown report (comparison table, decision, training summary) and a
+    PNG of held-out forecasts vs actuals, as artifacts of the run."""
+    training = challenger.metadata.get("training", {})
+    extra = {
+        "series": panel.n_series,
+        "champion before": champion_version or "none",
+        "training": f"{training.get('epochs_run')} epochs, best {training.get('best_epoch')}, "
+        f"{training.get('seconds')}s ({training.get('stop_reason')})",
+        "features": ", ".join(challenger.spec.input_names + challenger.spec.future_names),
+        "feature importance (Random Forest)": feature_ranking(challenger),
+    }
     md = comparison_markdown(table, decision, version, extra)
+    try:
+        image = plot_holdout(panel, extras, settings.models_dir / "reports" / f"{version}.png")
+    except Exception as exc:  # a plot must never fail the retrain
+        run_logger().warning("could not draw the forecast plot: %s", exc)
+        image = None
     if image is not None and image.exists():
         data = base64.b64encode(image.read_bytes()).decode()
         url = f"data:image/png;base64,{data}"
@@ -60,29 +96,25 @@ def publish_retrain(
 
 
 @task(name="publish-predict-report", **COMPUTE_TASK)
-def publish_predict(
-    slots: list[pd.Timestamp],
-    version: str,
-    written: int,
-    scored: int,
-    report: InferenceReport,
-    seconds: float,
-    series_forecast: int,
-) -> list[dict]:
+def publish_predict(summary: PredictSummary) -> list[dict]:
+    """A table artifact: slots, model version, series forecast and skipped (named), rows
+    written and scored, duration."""
+    report = summary.report
+    slots = summary.plan.slots
     skipped_series = list(report.skipped)
     shown = skipped_series[:MAX_NAMED]
     more = len(skipped_series) - len(shown)
     rows = [
         {"item": "issued_at", "value": ", ".join(str(s) for s in slots)},
-        {"item": "model_version", "value": version},
-        {"item": "series forecast", "value": series_forecast},
+        {"item": "model_version", "value": summary.model_version},
+        {"item": "series forecast", "value": summary.series_forecast},
         {"item": "forecasts (series x slots)", "value": report.n_forecast},
-        {"item": "forecast rows written", "value": written},
+        {"item": "forecast rows written", "value": summary.written},
         {"item": "series skipped", "value": len(skipped_series)},
         {"item": "skipped (series x slot)", "value": report.n_skipped},
         {"item": "series with interpolated values", "value": len(report.repaired)},
-        {"item": "matured forecasts scored", "value": scored},
-        {"item": "duration s", "value": round(seconds, 3)},
+        {"item": "matured forecasts scored", "value": summary.scored},
+        {"item": "duration s", "value": round(summary.seconds, 3)},
     ]
     if skipped_series:
         rows.append(

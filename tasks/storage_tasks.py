@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import pandas as pd
 from prefect import task
 
-from flows.settings import Settings
 from lstm.features import FeatureSpec
+from lstm.slots import slot_ts, to_slot
 from tasks.common import STORAGE_TASK, get_store
+from tasks.settings import Settings
 
 
 @task(name="read-history", **STORAGE_TASK)
@@ -31,10 +32,8 @@ def read_windows(
 ) -> pd.DataFrame:
     """Every series' rows the model reads for forecasts issued at `slots`: one query."""
     store = get_store(settings)
-    origin_slots = [pd.Timestamp(s).value // spec.freq_ns for s in slots]
-    last, ranges = spec.read_ranges(origin_slots)
-    as_of = pd.Timestamp(last * spec.freq_ns, tz="UTC")
-    return store.read_recent(as_of, 1, extra_ranges=ranges)
+    last, ranges = spec.read_ranges([to_slot(s, spec.freq_ns) for s in slots])
+    return store.read_recent(slot_ts(last, spec.freq_ns), 1, extra_ranges=ranges)
 
 
 @task(name="write-forecasts", **STORAGE_TASK)
@@ -59,3 +58,9 @@ def score_forecasts(
 def issued_slots(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     """Forecast origins already written in [start, end] (for catch-up)."""
     return list(get_store(settings).issued_slots(start, end))
+
+
+@task(name="metrics-range", **STORAGE_TASK)
+def metrics_range(settings: Settings) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
+    """(first ts, last ts, number of series) of the metrics, or None when there are none."""
+    return get_store(settings).metrics_range()

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
-from forecast_test_support import IN_CI
+# The storage retry policy is read once, when `tasks` is first imported (every production
+# run is a fresh process). Tests scale its time down: 0.2, 0.4, 0.8, 1.6 s stand for the
+# production 5, 10, 20, 40 s (tests/test_settings.py checks the production values).
+os.environ.setdefault("FORECAST_STORAGE_RETRY_DELAY_S", "0.2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from forecast_test_support import IN_CI  # noqa: E402
+
+import deployments  # noqa: E402, F401  (the run environment, set before Prefect is imported)
 
 REPO = Path(__file__).resolve().parents[1]
 NAB_DIR = Path(os.environ.get("FORECAST_NAB_DIR", REPO.parent / "shared" / "data" / "nab-tweets"))

@@ -112,3 +112,13 @@ def test_flows_shipped_by_value_still_validate_their_parameters():
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     out = proc.stdout.decode()
     assert "predict ['as_of'" in out and "backfill [" in out and "retrain [" in out, out
+
+
+@pytest.mark.parametrize("dep", load_yaml()["deployments"], ids=lambda d: d["name"])
+def test_work_pool_runs_get_the_run_environment(dep):
+    """A worker's flow-run process imports Prefect before our code: the run environment
+    (library logs to the run log) must come from the deployment's job variables."""
+    from deployments import RUN_ENV
+
+    env = dep["work_pool"]["job_variables"]["env"]
+    assert {k: env[k] for k in RUN_ENV} == RUN_ENV

@@ -22,8 +22,8 @@ class Job:
     env: dict
 
     def store(self):
-        from flows.settings import get_settings
         from tasks.common import get_store
+        from tasks.settings import get_settings
 
         return get_store(get_settings(store_url=self.url))
 
@@ -52,8 +52,8 @@ def job(request, harness, tmp_path_factory):
     for k, v in env.items():
         mp.setenv(k, v)
     from flows.retrain import retrain
-    from flows.settings import get_settings
     from tasks.common import forget_stores, get_store
+    from tasks.settings import get_settings
 
     frame = make_metrics()
     get_store(get_settings(store_url=url)).write_metrics(frame)

@@ -305,3 +305,31 @@ def test_served_deployments_run_predict_and_backfill_with_datetime_parameters(jo
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_library_log_lines_reach_the_run_log(job):
+    """Training progress (the `lstm` logger) reaches the retrain run's log in Prefect's
+    database through PREFECT_LOGGING_EXTRA_LOGGERS, not through a hand-written handler."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["retrain"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=20,
+        )
+        ours = [r for r in runs if (r.state and r.state.is_completed())]
+        assert ours, "no completed retrain run in the harness"
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[ours[0].id]))
+        )
+    names = {log.name for log in logs}
+    assert any(n.startswith("lstm") for n in names), names
+    assert any("epoch" in log.message and "val" in log.message for log in logs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from lstm_helpers import small_config
 
-from lstm import Forecaster, generate_metrics, regularize
+from lstm import Forecaster, fit_forecaster, generate_metrics, regularize
 
 
 @pytest.fixture(scope="session")
@@ -19,4 +19,4 @@ def synth_panel(synth_frame):
 
 @pytest.fixture(scope="session")
 def small_forecaster(synth_panel) -> Forecaster:
-    return Forecaster.fit(synth_panel, config=small_config())
+    return fit_forecaster(synth_panel, config=small_config())

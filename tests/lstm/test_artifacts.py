@@ -20,7 +20,9 @@ from lstm import (
     save_model_weights,
     save_scalers,
 )
-from lstm.artifacts import SUMS, load_export, sha256_file
+from lstm.artifacts import SUMS, sha256_file
+from lstm.export import load_export
+from lstm.files import safe_unpickle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MARKER_ENV = "LSTM_FORECAST_PAYLOAD_MARKER"
@@ -63,9 +65,10 @@ def test_registry_round_trip_predicts_identically(registry, small_forecaster, sy
     assert md["version"] == version and md["evaluation_metrics"] == {"MASE": 0.9}
     assert set(md["files"]) == {
         "model_weights.pt",
-        "scaler_features.joblib",
-        "scaler_target.joblib",
+        "scaler_features.json",
+        "scaler_target.json",
     }
+    assert md["format_version"] == 2
     assert md["library_versions"]["torch"] == torch.__version__
     assert md["features"]["window"] == 12 and md["intervals"]["levels"] == [0.8, 0.95]
 
@@ -74,8 +77,8 @@ def test_registry_round_trip_predicts_identically(registry, small_forecaster, sy
     "name",
     [
         "model_weights.pt",
-        "scaler_features.joblib",
-        "scaler_target.joblib",
+        "scaler_features.json",
+        "scaler_target.json",
         "model_metadata.json",
         "SHA256SUMS",
     ],
@@ -106,14 +109,33 @@ def test_pickled_payload_in_weights_never_runs(registry, tmp_path):
     assert not marker.exists()
 
 
-def test_pickled_payload_in_scalers_never_runs(registry, tmp_path):
+def test_registry_versions_hold_no_pickle(registry):
     reg, version = registry
     folder = reg.path(version)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "SHA256SUMS",
+        "model_metadata.json",
+        "model_weights.pt",
+        "scaler_features.json",
+        "scaler_target.json",
+    ]
+    for name in ("scaler_features.json", "scaler_target.json"):
+        assert isinstance(json.loads((folder / name).read_text()), dict)
+
+
+def test_pickled_payload_in_format_1_scalers_never_runs(tmp_path):
+    """Format-1 artifacts (scalers written with joblib) still load, through an unpickler
+    that refuses every class: a payload with matching hashes never runs."""
+    import shutil
+
+    folder = tmp_path / "v1"
+    shutil.copytree(FIXTURES / "artifact_v1", folder)
     marker = tmp_path / "pwned-scalers"
     joblib.dump(Payload(marker), folder / "scaler_target.joblib")
     rewrite_hashes(folder)
     with pytest.raises(ArtifactError, match="refusing to unpickle"):
-        reg.load(version)
+        load_forecaster(folder)
     assert not marker.exists()
     # the seed-level loader refuses it too, even without hashes
     with pytest.raises(ArtifactError):
@@ -146,15 +168,19 @@ def test_crashed_save_leaves_no_version_and_is_cleaned(tmp_path, small_forecaste
     reg.promote(v1)
     import lstm.artifacts as art
 
-    def boom(*a, **k):
-        raise OSError("disk full")
+    real_write = art.atomic_write_bytes
 
-    monkeypatch.setattr(art, "save_scalers", boom)
+    def boom(path, data):
+        if Path(path).name == "scaler_target.json":
+            raise OSError("disk full")
+        real_write(path, data)
+
+    monkeypatch.setattr(art, "atomic_write_bytes", boom)
     with pytest.raises(OSError, match="disk full"):
         reg.save(small_forecaster)
     monkeypatch.undo()
     assert reg.versions() == [v1]
-    assert not list((tmp_path / "m" / "versions").glob(".tmp-*"))
+    assert not list((tmp_path / "m" / "versions").glob(".*"))
     assert reg.load().spec == small_forecaster.spec
 
 
@@ -226,11 +252,13 @@ def test_checked_in_v1_artifact_still_loads_and_predicts():
 
 
 def test_no_globals_unpickler_accepts_plain_values(tmp_path):
-    from lstm.artifacts import _safe_unpickle
-
     p = tmp_path / "plain.joblib"
     joblib.dump({"a": [1.0, 2.0], "b": "x", "c": None, "d": True}, p)
-    assert _safe_unpickle(p) == {"a": [1.0, 2.0], "b": "x", "c": None, "d": True}
-    p.write_bytes(pickle.dumps(np.zeros(2)))
+    assert safe_unpickle(p.read_bytes(), p.name) == {
+        "a": [1.0, 2.0],
+        "b": "x",
+        "c": None,
+        "d": True,
+    }
     with pytest.raises(ArtifactError, match="refusing to unpickle"):
-        _safe_unpickle(p)
+        safe_unpickle(pickle.dumps(np.zeros(2)), "array.pkl")

@@ -11,7 +11,8 @@ from lstm import (
     update_buffer,
     validate_real_time_input,
 )
-from lstm.inference import buffer_to_input, input_keys, prepare_latest
+from lstm.inference import buffer_to_input, input_keys
+from lstm.prepare import prepare_latest
 
 
 def series_dict(frame: pd.DataFrame, sid: str, n: int) -> dict:

@@ -6,7 +6,7 @@ import torch
 from lstm_helpers import small_config
 from torch import nn
 
-from lstm import Forecaster, TrainConfig, TrainingError, train, validate_epoch
+from lstm import TrainConfig, TrainingError, fit_forecaster, train, validate_epoch
 from lstm.training import make_loss
 
 
@@ -68,9 +68,9 @@ def test_wall_clock_budget_stops_training():
 
 
 def test_same_seed_same_forecasts_different_seed_differs(synth_panel):
-    a = Forecaster.fit(synth_panel, config=small_config(epochs=2, seed=7))
-    b = Forecaster.fit(synth_panel, config=small_config(epochs=2, seed=7))
-    c = Forecaster.fit(synth_panel, config=small_config(epochs=2, seed=8))
+    a = fit_forecaster(synth_panel, config=small_config(epochs=2, seed=7))
+    b = fit_forecaster(synth_panel, config=small_config(epochs=2, seed=7))
+    c = fit_forecaster(synth_panel, config=small_config(epochs=2, seed=8))
     ya, _ = a.predict_panel(synth_panel)
     yb, _ = b.predict_panel(synth_panel)
     yc, _ = c.predict_panel(synth_panel)
@@ -100,7 +100,7 @@ def test_too_short_series_have_no_training_windows():
     )
     panel, _ = regularize(df)
     with pytest.raises(TrainingError, match="no training windows"):
-        Forecaster.fit(panel, config=small_config())
+        fit_forecaster(panel, config=small_config())
 
 
 def test_train_schedule_averages_the_last_epochs_weights():
@@ -130,7 +130,7 @@ def test_series_weights_follow_the_inverse_naive_log_error():
     import pandas as pd
 
     from lstm import regularize
-    from lstm.forecaster import _series_weights
+    from lstm.fit import _series_weights
     from lstm.windows import protocol_split
 
     rng = np.random.default_rng(0)
@@ -155,15 +155,60 @@ def test_refit_on_validation_replays_the_chosen_schedule(synth_panel):
     cfg = small_config(
         epochs=3, refit_on_validation=True, refit_extra_epochs=1, refit_average_last=2
     )
-    f = Forecaster.fit(synth_panel, config=cfg)
+    f = fit_forecaster(synth_panel, config=cfg)
     t = f.metadata["training"]
-    assert len(t["refit"]) == t["best_epoch"] + 1
-    assert [r["lr"] for r in t["refit"][:-1]] == [r["lr"] for r in t["history"][: t["best_epoch"]]]
-    assert t["refit"][-1]["lr"] == pytest.approx(t["refit"][-2]["lr"] / 2)
-    plain = Forecaster.fit(
+    refit = t["refit"]["history"]
+    assert t["refit"]["skipped"] is None and t["refit"]["epochs"] == t["best_epoch"] + 1
+    assert len(refit) == t["best_epoch"] + 1
+    assert [r["lr"] for r in refit[:-1]] == [r["lr"] for r in t["history"][: t["best_epoch"]]]
+    assert refit[-1]["lr"] == pytest.approx(refit[-2]["lr"] / 2)
+    plain = fit_forecaster(
         synth_panel, config=replace(cfg, train=replace(cfg.train, refit_on_validation=False))
     )
     a, _ = f.predict_panel(synth_panel)
     b, _ = plain.predict_panel(synth_panel)
     assert np.abs(a.yhat - b.yhat).max() > 1e-4  # a different (refitted) network answers
     assert f.intervals is not None and f.intervals.n_calibration > 0
+
+
+def _result(epochs: int, steps: int, train_seconds: float):
+    from lstm.training import TrainResult
+
+    history = [
+        {"epoch": e, "steps": steps, "train_seconds": train_seconds, "lr": 1e-3}
+        for e in range(1, epochs + 1)
+    ]
+    return TrainResult(history=history, best_epoch=epochs)
+
+
+def test_the_refit_is_sized_to_the_budget_left():
+    """Early stopping saw 4 epochs x 100 steps x 512 windows in 40 s (0.195 ms a window).
+    The refit's schedule of 5 epochs then gets the windows per epoch that fit what is left,
+    or is skipped (with the reason) when too little is left to be worth it."""
+    import time as _time
+
+    from lstm.fit import _refit_windows
+
+    tc = TrainConfig(batch_size=512, max_windows_per_epoch=51_200, max_seconds=100)
+    res = _result(4, 100, 10.0)
+    now = _time.monotonic()
+    full, skipped = _refit_windows(res, 10**6, 10**6, 5, now + 200, tc)
+    assert (full, skipped) == (51_200, None)  # 5 x 51,200 x 0.2 ms = 51 s: fits
+    half, skipped = _refit_windows(res, 10**6, 10**6, 5, now + 26, tc)
+    assert skipped is None and 25_000 < half < 27_000  # 26 s left: about half the windows
+    none, skipped = _refit_windows(res, 10**6, 10**6, 5, now + 5, tc)
+    assert none is None and "of the budget left" in skipped
+    unbounded, skipped = _refit_windows(res, 10**6, 10**6, 5, None, tc)
+    assert (unbounded, skipped) == (51_200, None)
+
+
+def test_a_tiny_budget_bounds_the_whole_fit_not_only_early_stopping(synth_panel):
+    from dataclasses import replace
+
+    cfg = small_config(epochs=1000)
+    cfg = replace(cfg, train=replace(cfg.train, patience=1000, max_seconds=3.0))
+    t = fit_forecaster(synth_panel, config=cfg).metadata["training"]
+    assert t["budget_s"] == 3.0 and "budget" in t["stop_reason"]
+    # early stopping had only its share (half) of the budget; the refit was planned in
+    # what was left (its sizing is tested above) and replays the chosen epochs
+    assert t["refit"]["epochs"] == t["best_epoch"] + cfg.train.refit_extra_epochs

@@ -73,10 +73,10 @@ def test_random_forest_selection_prefers_an_informative_feature():
 def test_fit_with_top_k_records_the_choice_in_metadata(synth_panel):
     from dataclasses import replace
 
-    from lstm import Forecaster
+    from lstm import fit_forecaster
 
     cfg = replace(small_config(epochs=1), select_top_k=3)
-    f = Forecaster.fit(synth_panel, config=cfg)
+    f = fit_forecaster(synth_panel, config=cfg)
     sel = f.metadata["feature_selection"]
     assert sel["top_k"] == 3 and len(sel["selected"]) == 3
     assert len(sel["importances"]) == 5 + 1 + 1  # calendar, error_rate, lag_288

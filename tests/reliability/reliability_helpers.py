@@ -15,6 +15,7 @@ from lstm import (
     LSTMConfig,
     ModelRegistry,
     TrainConfig,
+    fit_forecaster,
     generate_metrics,
     regularize,
 )
@@ -40,7 +41,7 @@ def small_config(seed: int = 0, epochs: int = 6) -> ForecastConfig:
 
 def train_small(frame: pd.DataFrame, seed: int = 0, epochs: int = 6) -> Forecaster:
     panel, _ = regularize(frame)
-    return Forecaster.fit(panel, config=small_config(seed, epochs))
+    return fit_forecaster(panel, config=small_config(seed, epochs))
 
 
 @dataclass
@@ -57,8 +58,8 @@ class Env:
         return ModelRegistry(self.models_dir)
 
     def store(self):
-        from flows.settings import get_settings
         from tasks.common import get_store
+        from tasks.settings import get_settings
 
         return get_store(get_settings(store_url=self.url))
 
@@ -81,7 +82,6 @@ def make_env(backend: str, trained, tmp_path: Path, monkeypatch, write_metrics: 
     monkeypatch.setenv("FORECAST_METRICS_TABLE", tables["metrics"])
     monkeypatch.setenv("FORECAST_FORECASTS_TABLE", tables["forecasts"])
     monkeypatch.setenv("FORECAST_ACCURACY_TABLE", tables["accuracy"])
-    monkeypatch.setenv("FORECAST_STORAGE_RETRY_DELAY_S", "0.2")
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'forecast.db'}"
     elif backend == "parquet":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,28 +25,65 @@ REPO = Path(__file__).resolve().parents[2]
 
 CRASHING_SAVE = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
+    from pathlib import Path
     import lstm.artifacts as art
     from lstm import ModelRegistry
-    ready, root, stage = sys.argv[1], sys.argv[2], sys.argv[3]
+    ready, root, stage, other, go = sys.argv[1:6]
     registry = ModelRegistry(root)
     forecaster = registry.load()
-    def hang(*a, **k):
+    def hang():
         open(ready, "w").close()
-        time.sleep(600)
+        while not os.path.exists(go):  # killed here, or released by the test
+            time.sleep(0.05)
     if stage == "save":
-        art.save_scalers = hang          # weights written, scalers never: killed mid-version
-        registry.save(forecaster)
+        real_write = art.atomic_write_bytes
+        def slow_write(path, data):
+            if Path(path).name == "scaler_target.json":
+                hang()                   # weights written, scalers not yet: mid-version
+            real_write(path, data)
+        art.atomic_write_bytes = slow_write
+        print(registry.save(forecaster), flush=True)
     else:
-        real = art.os.replace
+        real = os.replace
         def slow_replace(src, dst):
             if str(dst).endswith("champion.json"):
-                hang()
+                hang()                   # new pointer in a temp file, not yet moved
             return real(src, dst)
-        art.os.replace = slow_replace    # new pointer written to a temp file, never moved
-        registry.promote(sys.argv[4], "crash test")
+        os.replace = slow_replace
+        registry.promote(other, "crash test")
     """
 )
+
+
+def start_save(registry, tmp_path, stage: str, other: str) -> tuple[subprocess.Popen, Path]:
+    """A child process saving a version (or moving the pointer), held mid-write."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_SAVE,
+            str(ready),
+            str(registry.root),
+            stage,
+            other,
+            str(go),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None, f"child exited early ({proc.returncode})"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc, go
+
+
+def temp_entries(registry) -> list[Path]:
+    return list(registry.versions_dir.glob(".*.tmp")) + list(registry.root.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("stage", ["save", "promote"])
@@ -55,29 +93,65 @@ def test_r04_crash_while_saving_a_version_or_moving_the_pointer(
     registry = sqlite_env.registry
     other = registry.save(registry.load())  # a second version to promote
     before = registry.champion()
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_SAVE, str(ready), str(registry.root), stage, other],
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert proc.poll() is None, f"child exited early ({proc.returncode})"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    proc, _ = start_save(registry, tmp_path, stage, other)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    leftovers = list(registry.versions_dir.glob(".tmp-*")) + list(
-        registry.root.glob(".champion.json.*")
-    )
+    leftovers = temp_entries(registry)
     assert leftovers, "the crash left no temporary files: the test did not interrupt a write"
     assert registry.champion() == before
     assert registry.load().spec.window == 12  # the old champion still loads
     assert other in registry.versions() and len(registry.versions()) == 2
-    out = sqlite_env.predict(END)  # the next run cleans up after the dead process
+    out = sqlite_env.predict(END)  # fresh leftovers may be a save in progress: kept
     assert out["model_version"] == before
-    left = list(registry.versions_dir.glob(".tmp-*")) + list(registry.root.glob(".champion.json.*"))
-    assert left == [], f"temp files left after the next run: {left}"
+    assert sorted(temp_entries(registry)) == sorted(leftovers)
+    old = time.time() - registry.temp_max_age_s - 60
+    for path in leftovers:
+        os.utime(path, (old, old))
+    sqlite_env.predict(END)  # once older than the bound, the next run removes them
+    assert temp_entries(registry) == [], "temp files left after the bound"
+
+
+def test_r17_cleanup_from_another_process_namespace_keeps_a_save_in_progress(
+    trained, tmp_path, sqlite_env
+):
+    """A cleanup started where the writer's process id means nothing (another container
+    sharing the models folder: here a new PID namespace) must not remove a running save."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux `unshare` to start a process in a new PID namespace")
+    registry = sqlite_env.registry
+    proc, go = start_save(registry, tmp_path, "save", "-")
+    in_progress = temp_entries(registry)
+    assert in_progress, "the save is not in progress"
+    cleanup = (
+        "import sys; from lstm import ModelRegistry; print(ModelRegistry(sys.argv[1]).cleanup())"
+    )
+    out = subprocess.run(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            cleanup,
+            str(registry.root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if out.returncode != 0 and "Operation not permitted" in out.stderr:
+        proc.kill()
+        pytest.skip("this machine does not allow new PID namespaces (unshare needs root)")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0", "the cleanup removed something"
+    go.touch()  # let the save finish
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "the save in progress failed"
+    version = stdout.strip().splitlines()[-1]
+    assert version in registry.versions()
+    assert registry.load(version).spec.window == 12
 
 
 class Payload:
@@ -112,8 +186,8 @@ def test_r06_weights_with_a_pickled_payload_are_refused_and_never_run(sqlite_env
     "name",
     [
         "model_weights.pt",
-        "scaler_features.joblib",
-        "scaler_target.joblib",
+        "scaler_features.json",
+        "scaler_target.json",
         "model_metadata.json",
         "SHA256SUMS",
     ],
@@ -147,10 +221,11 @@ def test_r07_one_flipped_byte_refused_and_predict_keeps_the_previous_champion(
 def test_r11_a_worse_challenger_leaves_the_champion_and_rows_carry_their_version(
     sqlite_env, monkeypatch
 ):
+    import tasks.model_tasks
     from flows.retrain import retrain
-    from lstm import Forecaster, LSTMModel
+    from lstm import LSTMModel, fit_forecaster
 
-    real_fit = Forecaster.fit
+    real_fit = fit_forecaster
 
     def worse_fit(panel, split=None, config=None):
         f = real_fit(panel, split, config)
@@ -158,7 +233,7 @@ def test_r11_a_worse_challenger_leaves_the_champion_and_rows_carry_their_version
         f.model = LSTMModel(f.model.config).eval()  # untrained weights: a genuinely worse model
         return f
 
-    monkeypatch.setattr(Forecaster, "fit", staticmethod(worse_fit))
+    monkeypatch.setattr(tasks.model_tasks, "fit_forecaster", worse_fit)
     monkeypatch.setenv("FORECAST_TRAIN_MAX_SECONDS", "2")
     sqlite_env.predict(END - STEP)
     r = retrain(store_url=sqlite_env.url, models_dir=str(sqlite_env.models_dir))

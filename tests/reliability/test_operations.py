@@ -46,8 +46,8 @@ def test_r10_database_password_never_appears(
     assert bad.exit_code != 0 and "127.0.0.1" in bad.output
     errors = []
     try:
-        from flows.settings import get_settings
         from tasks.common import get_store
+        from tasks.settings import get_settings
 
         get_store(get_settings(store_url=secret_url(port=1)))
     except Exception as exc:
@@ -123,7 +123,7 @@ def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly
 ):
     from reliability_helpers import make_metrics
 
-    from lstm.inference import last_complete_slot
+    from lstm.slots import last_complete_slot
 
     now_slot = last_complete_slot(pd.Timestamp.now(tz="UTC"))
     env = make_env("sqlite", trained, tmp_path, monkeypatch, write_metrics=False)
@@ -135,15 +135,15 @@ def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly
     # 3 hours of runs that Prefect starts late after the restart; those more than
     # max_lateness_slots (3) late skip their slot
     backlog = [pd.Timestamp.now(tz="UTC").floor("5min") - STEP * k for k in range(36, 3, -1)]
-    import flows.predict
+    import tasks.predict_tasks
 
     for scheduled in backlog:
-        monkeypatch.setattr(flows.predict, "scheduled_time", lambda s=scheduled: s)
+        monkeypatch.setattr(tasks.predict_tasks, "scheduled_time", lambda s=scheduled: s)
         out = predict(store_url=env.url, models_dir=str(env.models_dir))
         assert out["status"] == "stale" and out["written"] == 0, out
     assert env.store().read_forecasts().empty
     on_time = now_slot + STEP
-    monkeypatch.setattr(flows.predict, "scheduled_time", lambda: on_time)
+    monkeypatch.setattr(tasks.predict_tasks, "scheduled_time", lambda: on_time)
     out = predict(store_url=env.url, models_dir=str(env.models_dir))
     assert out["status"] == "ok" and pd.Timestamp(out["as_of"]) == now_slot
     assert len(out["slots"]) == 13, "catch-up is bounded to catch_up_slots + the slot itself"

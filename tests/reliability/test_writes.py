@@ -102,7 +102,7 @@ KILLED_WRITER = textwrap.dedent(
     import os, sys, time
     import pandas as pd
     import storage.parquet, storage.sql
-    from flows.settings import get_settings
+    from tasks.settings import get_settings
     from tasks.common import get_store
     ready = sys.argv[1]
     def hang(label):

@@ -1,0 +1,175 @@
+"""What a predict run decides before and after the forecast: which slots it forecasts
+(lateness, catch-up) and the summary it returns and reports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from prefect import runtime, task
+
+from lstm import InferenceReport
+from lstm.slots import catch_up_slots, freq_to_ns, last_complete_slot, slot_range, slot_ts, to_slot
+from tasks.common import STORAGE_TASK, get_store, run_logger
+from tasks.settings import Settings
+
+
+@dataclass
+class SlotPlan:
+    """The forecast origins of one run, oldest first (none when the run is stale)."""
+
+    slots: list[pd.Timestamp]
+    status: str = "ok"  # ok | stale
+    scheduled: pd.Timestamp | None = None
+    reason: str = ""
+
+    @property
+    def as_of(self) -> pd.Timestamp | None:
+        return self.slots[-1] if self.slots else None
+
+    def stale_result(self) -> dict:
+        """The return value of a run that forecast nothing because it ran too late."""
+        return {"status": self.status, "scheduled": str(self.scheduled), "written": 0}
+
+
+class Stopwatch:
+    """Wall-clock laps of a run's steps (seconds, named)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def scheduled_time() -> pd.Timestamp:
+    """When this flow run was scheduled to start (now, for a run started by hand)."""
+    return pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
+
+
+@task(name="plan-slots", **STORAGE_TASK)
+def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
+    """The slots to forecast: `as_of` (default: the last complete slot before the run's
+    *scheduled* time, so a late or repeated run writes the same rows), plus the slots of the
+    last `catch_up_slots` that have no forecasts yet. A scheduled run more than
+    `max_lateness_slots` late forecasts nothing (after downtime, the on-time run catches up
+    and the backlog does not flood the machine)."""
+    freq_ns = freq_to_ns(settings.freq)
+    scheduled = None
+    if as_of is None:
+        scheduled = scheduled_time()
+        lateness = pd.Timestamp.now(tz="UTC") - scheduled
+        if lateness > pd.Timedelta(freq_ns * settings.max_lateness_slots, "ns"):
+            reason = (
+                f"run scheduled for {scheduled} is {lateness.floor('s')} late: skipping its "
+                "slot (the on-time run catches up)"
+            )
+            run_logger().warning(reason)
+            return SlotPlan([], "stale", scheduled, reason)
+        as_of = last_complete_slot(scheduled, settings.freq)
+    as_slot = to_slot(as_of, freq_ns)
+    done: list[int] = []
+    if settings.catch_up_slots > 0:
+        written = get_store(settings).issued_slots(
+            slot_ts(as_slot - settings.catch_up_slots, freq_ns), slot_ts(as_slot - 1, freq_ns)
+        )
+        done = [to_slot(s, freq_ns) for s in written]
+    slots = catch_up_slots(as_slot, settings.catch_up_slots, done)
+    return SlotPlan([slot_ts(s, freq_ns) for s in slots], "ok", scheduled)
+
+
+@dataclass
+class PredictSummary:
+    """What one predict run did: the flow's return value and the artifact's content."""
+
+    plan: SlotPlan
+    model_version: str
+    report: InferenceReport
+    series_forecast: int
+    written: int
+    scored: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        r = self.report
+        return {
+            "status": self.plan.status,
+            "as_of": str(self.plan.as_of),
+            "slots": [str(s) for s in self.plan.slots],
+            "model_version": self.model_version,
+            "series_forecast": self.series_forecast,
+            "forecasts": r.n_forecast,  # series x slots
+            "written": self.written,
+            "skipped": dict(r.skipped),
+            "n_skipped": r.n_skipped,
+            "repaired": dict(r.repaired),
+            "duplicate_rows": r.duplicate_rows,
+            "off_grid_rows": r.off_grid_rows,
+            "scored": self.scored,
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def summarize(
+    plan: SlotPlan,
+    version: str,
+    frame: pd.DataFrame,
+    report: InferenceReport,
+    written: int,
+    scored: int,
+    clock: Stopwatch,
+) -> PredictSummary:
+    """The run's summary (and its one log line)."""
+    series = int(frame["series_id"].nunique()) if len(frame) else 0
+    summary = PredictSummary(
+        plan,
+        version,
+        report,
+        series,
+        written,
+        scored,
+        clock.total,
+        {**clock.laps, **report.timings},
+    )
+    run_logger().info(
+        "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",
+        plan.as_of,
+        report.n_forecast,
+        len(plan.slots),
+        written,
+        version,
+        report.n_skipped,
+        scored,
+        summary.seconds,
+    )
+    return summary
+
+
+#: series x slots per backfill batch: bounds memory
+MAX_WINDOWS_PER_BATCH = 200_000
+
+
+def backfill_batches(
+    settings: Settings,
+    start: object,
+    end: object,
+    metrics: tuple[pd.Timestamp, pd.Timestamp, int] | None,
+    batch_slots: int | None = None,
+) -> list[list[pd.Timestamp]]:
+    """Every slot of [start, end] (floored to the grid), in batches of `batch_slots` slots
+    (default: as many as keep series x slots under MAX_WINDOWS_PER_BATCH, at most a day)."""
+    slots = slot_range(start, end, settings.freq)
+    n_series = metrics[2] if metrics else 1
+    k = batch_slots or max(1, min(288, MAX_WINDOWS_PER_BATCH // max(n_series, 1)))
+    return [slots[i : i + k] for i in range(0, len(slots), k)]

@@ -1,0 +1,157 @@
+"""One settings object for the job: environment variables (prefix FORECAST_), then flow
+parameters. Defaults serve the embedded setup (SQLite and a model folder under ./data).
+
+Every value is checked when the settings are built: a bad one is a `SettingsError` naming
+the environment variable, the value and the accepted range, before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage import redact_url
+
+DEFAULT_STORE = "sqlite:///data/forecast.db"
+DEFAULT_MODELS = Path("data/models")
+ENV_PREFIX = "FORECAST_"
+
+
+class SettingsError(ValueError):
+    """A FORECAST_* setting (or flow parameter) has a value the job cannot run with."""
+
+
+class Settings(BaseSettings):
+    """Where things live and how the job behaves. Env: FORECAST_<FIELD>, e.g.
+    FORECAST_STORE_URL, FORECAST_MODELS_DIR, FORECAST_TRAIN_MAX_SECONDS."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    store_url: str = DEFAULT_STORE
+    store_secret_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the store URL (wins over store_url)",
+    )
+    models_dir: Path = DEFAULT_MODELS
+    freq: str = "5min"
+
+    # metrics source mapping (the store's tables and columns)
+    id_col: str = "series_id"
+    time_col: str = "ts"
+    target_col: str = "value"
+    feature_cols: tuple[str, ...] | None = None
+    metrics_table: str = "metrics"
+    forecasts_table: str = "forecasts"
+    accuracy_table: str = "forecast_accuracy"
+
+    # model
+    window: int = Field(12, ge=2, le=2016)
+    horizon: int = Field(12, ge=1, le=288)
+    lags: tuple[int, ...] | None = None  # seasonal lags in slots; None: one day and one week
+    # every retrain ranks the candidate features (Random-Forest importance, recorded in the
+    # model's metadata and the run's artifact); select_top_k keeps only the k best
+    feature_ranking: bool = True
+    select_top_k: int | None = Field(None, ge=0)
+    hidden_size: int = Field(64, ge=1, le=4096)
+    num_layers: int = Field(2, ge=1, le=8)
+    seed: int = 0
+
+    # retrain
+    history_days: float = Field(30.0, gt=0, le=3650)
+    holdout_days: float = Field(1.0, gt=0, le=365)
+    promotion_margin: float = Field(0.01, ge=0, lt=1)
+    train_max_seconds: float = Field(400.0, gt=0)  # early-stopping phase; the refit adds more
+    retrain_interval_s: int = Field(86_400, ge=60)
+
+    # predict
+    level: float = Field(0.8, gt=0, lt=1)
+    predict_interval_s: int = Field(300, ge=1)
+    max_missing: int | None = Field(None, ge=0)  # None: window // 4
+    catch_up_slots: int = Field(12, ge=0, le=2016)  # a run also fills missing slots this far back
+    max_lateness_slots: int = Field(3, ge=0)  # a scheduled run later than this skips its slot
+    score_lookback_slots: int = Field(288, ge=1)
+    # torch threads of a predict run: 1 leaves the other cores to a concurrent retrain (two
+    # processes each using every core slow each other down many times over)
+    predict_threads: int = Field(1, ge=1, le=256)
+    storage_retries: int = Field(4, ge=0, le=20)  # transient storage errors: retried
+    storage_retry_delay_s: float = Field(5.0, ge=0)  # first delay; then x2 (5, 10, 20, 40 s)
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(str(v)))
+
+    @field_validator("freq")
+    @classmethod
+    def _freq(cls, v: str) -> str:
+        try:
+            ok = pd.Timedelta(pd.tseries.frequencies.to_offset(v)) > pd.Timedelta(0)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError("must be a fixed positive frequency such as '5min' or '1h'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_missing is not None and self.max_missing >= self.window:
+            raise ValueError(
+                f"max_missing={self.max_missing} must be below the window ({self.window}): "
+                "a window needs at least one observed value"
+            )
+        return self
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "store_url" else value)
+
+    def storage_task_options(self) -> dict[str, Any]:
+        """Prefect retry options of the storage tasks: exponential backoff."""
+        return {
+            "retries": self.storage_retries,
+            "retry_delay_seconds": [
+                self.storage_retry_delay_s * 2**i for i in range(self.storage_retries)
+            ],
+        }
+
+    def resolved_store_url(self) -> str:
+        """The store URL; read from a Prefect Secret block when one is named (so a password
+        never sits in a deployment's parameters or logs)."""
+        if self.store_secret_block:
+            from prefect.blocks.system import Secret
+
+            return str(Secret.load(self.store_secret_block).get())
+        return self.store_url
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with non-None overrides applied (flow parameters).
+
+    Raises SettingsError naming the variable, the value given and what is accepted."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, overrides)) from None
+
+
+def _describe(exc: ValidationError, overrides: dict[str, Any]) -> str:
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        value = err.get("input")
+        where = (
+            f"parameter {field}"
+            if overrides.get(field) is not None
+            else f"{ENV_PREFIX}{field.upper()}"
+        )
+        msg = err["msg"].removeprefix("Value error, ")
+        if field:
+            parts.append(f"{where}={value!r}: {msg}")
+        else:
+            parts.append(msg)
+    return "invalid settings: " + "; ".join(parts)

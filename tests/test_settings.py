@@ -1,0 +1,50 @@
+"""Settings: every value checked up front, and the one storage retry policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.settings import Settings, SettingsError, get_settings
+
+
+def test_production_retry_policy_is_5_10_20_40_seconds():
+    opts = Settings.model_construct().storage_task_options()
+    assert opts == {"retries": 4, "retry_delay_seconds": [5.0, 10.0, 20.0, 40.0]}
+
+
+def test_storage_tasks_carry_the_policy_read_at_start_up():
+    """Declared once (tasks/common.py) from the environment of the process; the test
+    session runs it scaled down (tests/conftest.py)."""
+    from tasks.storage_tasks import read_windows, write_forecasts
+
+    for t in (read_windows, write_forecasts):
+        assert t.retries == 4
+        assert t.retry_delay_seconds == [0.2, 0.4, 0.8, 1.6]
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("FORECAST_MAX_MISSING", "-1", "FORECAST_MAX_MISSING='-1'"),
+        ("FORECAST_MAX_MISSING", "12", "must be below the window (12)"),
+        ("FORECAST_LEVEL", "1.5", "FORECAST_LEVEL='1.5'"),
+        ("FORECAST_FREQ", "often", "fixed positive frequency"),
+        ("FORECAST_CATCH_UP_SLOTS", "-3", "FORECAST_CATCH_UP_SLOTS='-3'"),
+        ("FORECAST_TRAIN_MAX_SECONDS", "0", "FORECAST_TRAIN_MAX_SECONDS='0'"),
+    ],
+)
+def test_a_bad_setting_names_the_variable_the_value_and_the_range(monkeypatch, env, value, needle):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as err:
+        get_settings()
+    assert needle in str(err.value)
+
+
+def test_a_bad_flow_parameter_is_named_as_a_parameter():
+    with pytest.raises(SettingsError, match=r"parameter catch_up_slots=-1"):
+        get_settings(catch_up_slots=-1)
+
+
+def test_the_store_password_never_shows_in_the_settings_repr(monkeypatch):
+    monkeypatch.setenv("FORECAST_STORE_URL", "postgresql+psycopg://u:hunter2@db/x")
+    assert "hunter2" not in repr(get_settings())
