@@ -43,7 +43,7 @@ def run_one(n_series: int, root: str, protocol_full_data: bool = False) -> dict:
     url = f"sqlite:///{work / 'forecast.db'}"
     get_store(get_settings(store_url=url)).write_metrics(frame)
     t0 = time.perf_counter()
-    r = retrain(store_url=url, models_dir=str(work / "models"))
+    r = retrain(store_url=url, models_dir=str(work / "models"), history_end=AS_OF)
     wall = time.perf_counter() - t0
     rss = peak_rss_mb()
     result = {

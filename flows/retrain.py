@@ -1,25 +1,26 @@
-"""The periodic retrain flow with champion/challenger promotion."""
+"""The periodic retrain flow: sample the fleet, train a challenger, judge it on series it
+never saw, register it, promote it only if it wins."""
 
 # No `from __future__ import annotations` in flow modules: `flow.serve()` ships the flow
 # to its run process by value (cloudpickle), where string annotations such as
 # 'datetime | None' no longer resolve and every run fails parameter validation.
 
-import time
+from datetime import datetime
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from tasks.model_tasks import (
+from tasks.model_tasks import current_champion
+from tasks.reporting import publish_retrain
+from tasks.retrain_tasks import (
+    choose_sample,
     compare,
-    comparison_dict,
-    current_champion,
-    prepare_panel,
+    prepare_panels,
     register,
-    registry,
+    retrain_result,
     train_challenger,
 )
-from tasks.reporting import publish_retrain
 from tasks.settings import get_settings
-from tasks.storage_tasks import read_history
+from tasks.storage_tasks import history_end_slot, read_history, read_profile
 
 
 @flow(name="retrain", timeout_seconds=6 * 3600)
@@ -30,11 +31,13 @@ def retrain(
     train_max_seconds: float | None = None,
     promotion_margin: float | None = None,
     holdout_days: float | None = None,
+    history_end: datetime | None = None,
 ) -> dict:
-    """Train a challenger on recent history of every series, judge it against the champion
-    and both baselines on the most recent held-out period, register it, and promote it only
-    if it wins (the first model: if it beats the baselines)."""
-    t0 = time.monotonic()
+    """Train a challenger on a stratified sample of series over the last `history_days`
+    (up to the last complete slot before the run's scheduled time, or `history_end`),
+    judge it against the champion and both baselines on the most recent held-out day of a
+    disjoint sample of series, register it, and promote it only if it wins (the first
+    model: if it beats the baselines)."""
     settings = get_settings(
         history_days=history_days,
         store_url=store_url,
@@ -43,20 +46,13 @@ def retrain(
         promotion_margin=promotion_margin,
         holdout_days=holdout_days,
     )
-    history = read_history(settings)
-    panel, prep, split = prepare_panel(history, settings)
+    end = history_end_slot(settings, history_end)
+    sample = choose_sample(read_profile(settings, end), settings, end)
+    panel, report = read_history(settings, sample.train + sample.holdout, end)
+    data = prepare_panels(panel, report, sample, settings)
     champion, champion_version = current_champion(settings)
-    challenger = train_challenger(panel, split, settings)
-    table, extras, decision = compare(panel, split, challenger, champion, settings)
-    version = register(settings, challenger, table, decision, prep, champion_version)
-    publish_retrain(settings, panel, extras, table, decision, version, challenger, champion_version)
-    get_run_logger().info("version %s: %s", version, decision.reason)
-    return {
-        "version": version,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "champion": registry(settings).champion(),
-        "comparison": comparison_dict(table),
-        "series": panel.n_series,
-        "seconds": round(time.monotonic() - t0, 2),
-    }
+    challenger = train_challenger(data, settings)
+    comparison = compare(data, challenger, champion, settings)
+    version = register(settings, challenger, comparison, data, champion_version)
+    publish_retrain(settings, data, comparison, version, challenger, champion_version)
+    return retrain_result(settings, version, comparison, data)

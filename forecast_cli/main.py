@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 
 
+DEMO_BLOCK_ROWS = 1_000_000
 OUR_LOGGERS = ("lstm", "storage", "deployments", "forecast_cli")
 
 
@@ -145,10 +146,10 @@ def backtest(
         float,
         typer.Option(
             "--max-seconds",
-            help="Wall-clock budget of the early-stopping phase; the refit on train+validation "
-            "replays its chosen epochs, so the whole fit takes up to about twice this.",
+            help="Wall-clock budget of the whole fit: feature ranking, early stopping (half), "
+            "interval calibration and the refit on train + validation.",
         ),
-    ] = 120.0,
+    ] = 300.0,
     seed: Annotated[
         int, typer.Option(help="Random seed (same seed, same data -> same result).")
     ] = 0,
@@ -208,24 +209,38 @@ def demo_data(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     """Write synthetic request metrics (daily/weekly seasonality, bursts, error_rate) into
-    the configured store, ending at the last complete 5-minute slot."""
+    the configured store, ending at the last complete 5-minute slot. Streams: the rows are
+    generated and written a block of slots at a time, so memory stays bounded (100,000
+    series x 30 days fit on a laptop)."""
+    import time
+
     import pandas as pd
 
-    from lstm import generate_metrics
+    from lstm import MetricsGenerator
     from lstm.slots import last_complete_slot
     from storage import StorageError
     from tasks.common import get_store
 
     settings = _settings()
     _ensure_local_dirs(settings)
+    if series < 1 or days <= 0:
+        fail(f"--series must be >= 1 and --days > 0 (got {series} and {days:g})")
     end = last_complete_slot(pd.Timestamp.now(tz="UTC"), settings.freq)
     slots = int(pd.Timedelta(days=days) / pd.Timedelta(settings.freq))
     start = end - pd.Timedelta(settings.freq) * (slots - 1)
     typer.echo(f"generating {series} series x {slots} slots ({start} .. {end}) ...", err=True)
-    frame = generate_metrics(series, days, settings.freq, seed, start=start)
+    gen = MetricsGenerator(series, days, settings.freq, seed, start=start)
+    # blocks of whole hours, about a million rows each (at most a day)
+    block = max(12, min(288, (DEMO_BLOCK_ROWS // series) // 12 * 12))
+    n, t0, shown = 0, time.monotonic(), 0.0
     try:
         store = get_store(settings)
-        n = store.write_metrics(frame)
+        for frame in gen.blocks(block):
+            n += store.write_metrics(frame)
+            done = n / (series * slots)
+            if done - shown >= 0.1 and done < 1:
+                shown = done
+                typer.echo(f"  {done:.0%} ({n:,} rows, {time.monotonic() - t0:.0f}s)", err=True)
     except StorageError as exc:
         fail(str(exc))
     typer.echo(
@@ -239,20 +254,37 @@ def train(
         float | None, typer.Option(help="Days of history to train on (default 30).")
     ] = None,
     max_seconds: Annotated[
-        float | None, typer.Option("--max-seconds", help="Training wall-clock budget.")
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            help="Wall-clock budget of the whole fit (ranking, early stopping, calibration, "
+            "refit); default FORECAST_TRAIN_MAX_SECONDS (600).",
+        ),
     ] = None,
     margin: Annotated[
         float | None, typer.Option(help="Relative MASE gain needed to replace the champion.")
     ] = None,
+    history_end: Annotated[
+        datetime | None,
+        typer.Option(
+            "--history-end",
+            help="Last slot of the history (UTC); default: the last complete slot now.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the retrain flow: train a challenger, compare it with the champion and the
-    baselines on the most recent day, register it, promote it if it wins."""
+    """Run the retrain flow: train a challenger on a sample of series, compare it with the
+    champion and the baselines on the most recent day of series it never saw, register it,
+    promote it if it wins."""
     from flows.retrain import retrain
 
     _setup_logging(False, flows=True)
     _ensure_local_dirs(_settings())
     result = _run_flow(
-        retrain, history_days=history_days, train_max_seconds=max_seconds, promotion_margin=margin
+        retrain,
+        history_days=history_days,
+        train_max_seconds=max_seconds,
+        promotion_margin=margin,
+        history_end=history_end,
     )
     _echo_json(result)
 

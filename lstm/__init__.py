@@ -37,7 +37,7 @@ from lstm.plots import plot_metrics_comparison
 from lstm.prepare import InferenceReport
 from lstm.registry import ModelRegistry
 from lstm.selection import select_features_lstm
-from lstm.synthetic import generate_metrics
+from lstm.synthetic import MetricsGenerator, generate_metrics
 from lstm.training import TrainConfig, train, train_epoch, validate_epoch
 from lstm.tuning import load_tuning_config, run_hyperparameter_tuning, save_tuning_results
 
@@ -54,6 +54,7 @@ __all__ = [
     "InferenceReport",
     "LSTMConfig",
     "LSTMModel",
+    "MetricsGenerator",
     "ModelRegistry",
     "Panel",
     "PredictionBuffer",

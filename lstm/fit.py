@@ -46,9 +46,15 @@ def fit_forecaster(
     panel: Panel,
     split: Split | None = None,
     config: ForecastConfig | None = None,
+    calibration: tuple[Panel, Split] | None = None,
 ) -> Forecaster:
-    """Train on each series' train part, early-stop and calibrate on its validation part,
-    then (by default) refit on train + validation with the schedule early stopping chose."""
+    """Train on each series' train part, early-stop on its validation part, then (by
+    default) refit on train + validation with the schedule early stopping chose.
+
+    Intervals: with `calibration` (a panel of series the model never trains on, and its
+    split), split-conformal quantiles of the final network's residuals on their validation
+    windows; without it, of the first network's residuals on the training series'
+    validation windows."""
     cfg = config or ForecastConfig()
     tc = cfg.train
     t_start = time.monotonic()
@@ -113,8 +119,10 @@ def fit_forecaster(
     )
     forecaster = Forecaster(spec, model, target_scaler, feature_scaler, None)
 
-    # 4. intervals: split-conformal quantiles of the validation residuals
-    forecaster.intervals = _calibrate(forecaster, panel, va, cfg, exog_idx)
+    # 4. intervals: split-conformal quantiles of held-out residuals
+    if calibration is None:
+        forecaster.intervals = _calibrate(forecaster, panel, va, cfg)
+        calibrated_on = {"series": "training series", "network": "early-stopping network"}
 
     # 5. refit a fresh network on train + validation (the most recent data matter most),
     #    with the schedule early stopping chose, in what is left of the budget
@@ -141,6 +149,14 @@ def fit_forecaster(
             forecaster.model = model_b.eval()
         else:
             log.warning("refit skipped: %s", skipped)
+    if calibration is not None:
+        cal_panel, cal_split = calibration
+        cal = val_origins(cal_panel, cal_split, spec.window, spec.horizon)
+        if len(cal) == 0:
+            raise TrainingError("no calibration windows in the held-out series' validation parts")
+        forecaster.intervals = _calibrate(forecaster, cal_panel, cal, cfg)
+        calibrated_on = {"series": "held-out series", "network": "final network"}
+    calibrated_on["windows"] = int(forecaster.intervals.n_calibration)
 
     # 6. what was trained on, and how
     first = panel.timestamps(panel.offsets[:-1])
@@ -164,6 +180,7 @@ def fit_forecaster(
             "budget_s": tc.max_seconds,
             "history": result.history,
             "refit": refit,
+            "calibration": calibrated_on,
         },
     }
     return forecaster
@@ -246,7 +263,7 @@ def _check_windows(
 
 
 def _calibrate(
-    forecaster: Forecaster, panel: Panel, origins: np.ndarray, cfg: ForecastConfig, exog_idx
+    forecaster: Forecaster, panel: Panel, origins: np.ndarray, cfg: ForecastConfig
 ) -> ConformalIntervals:
     """Split-conformal intervals from the residuals of at most `max_calibration_windows`
     windows ending at `origins` (a fixed-seed sample when there are more)."""
@@ -254,6 +271,7 @@ def _calibrate(
         rng = np.random.default_rng(cfg.train.seed)
         origins = np.sort(rng.choice(origins, cfg.max_calibration_windows, replace=False))
     spec = forecaster.spec
+    exog_idx = [panel.exog_names.index(c) for c in spec.exog]
     raw = gather(panel, origins, spec.window, spec.horizon, spec.lags)
     enc = encode(raw, spec, forecaster.target_scaler, forecaster.feature_scaler, exog_idx)
     residuals = enc.z_target - forecaster._forward(enc)

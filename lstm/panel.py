@@ -49,6 +49,7 @@ class PrepReport:
     invalid_values: dict[str, int] = field(default_factory=dict)  # NaN/Inf/negative/non-numeric
     dropped: dict[str, str] = field(default_factory=dict)  # series -> reason
     assumed_utc: bool = False
+    future_rows: int = 0  # rows dated after the history's end (the clock's last slot): ignored
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class PrepReport:
             "invalid_values": dict(self.invalid_values),
             "dropped": dict(self.dropped),
             "assumed_utc": self.assumed_utc,
+            "future_rows": self.future_rows,
         }
 
 

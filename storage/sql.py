@@ -22,7 +22,6 @@ from storage.base import Range, Store
 from storage.columns import (
     ACCURACY_KEY,
     ACCURACY_SCHEMA,
-    ACCURACY_SUMMARY,
     FORECAST_KEY,
     FORECAST_SCHEMA,
     SERIES_ID,
@@ -40,6 +39,7 @@ from storage.errors import (
     is_transient,
 )
 from storage.redact import redact_url
+from storage.sqlaccuracy import summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
 from storage.sqlschema import (
@@ -406,36 +406,10 @@ class SqlStore(Store):
     def _accuracy_summary(
         self, lo: int | None, hi: int | None, by: tuple[str, ...]
     ) -> pd.DataFrame:
-        a = self.accuracy
-        groups = [a.c[b] for b in by]
-        covered = sa.case((a.c.covered, 1.0), else_=0.0)
-        stmt = sa.select(
-            *groups,
-            sa.func.count().label("n"),
-            sa.func.avg(a.c.abs_error).label("mae"),
-            (
-                100.0
-                * sa.func.sum(a.c.abs_error)
-                / sa.func.nullif(sa.func.sum(sa.func.abs(a.c.y)), 0)
-            ).label("wape_pct"),
-            (100.0 * sa.func.avg(covered)).label("coverage_pct"),
-        ).where(*self._where(a, None, lo, hi))
-        if groups:
-            stmt = stmt.group_by(*groups)
-        else:
-            stmt = stmt.having(sa.func.count() > 0)
+        stmt = summary_select(self.accuracy, by, self._where(self.accuracy, None, lo, hi))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        out = pd.DataFrame([tuple(r) for r in rows], columns=[*by, *ACCURACY_SUMMARY])
-        out["n"] = out["n"].astype("int64")
-        for c in ("mae", "wape_pct", "coverage_pct", *(["level"] if "level" in by else [])):
-            out[c] = out[c].astype("float64")
-        if "step" in by:
-            out["step"] = out["step"].astype("int64")
-        for c in ("series_id", "model_version"):
-            if c in by:
-                out[c] = out[c].astype("str")
-        return out
+        return summary_frame(rows, by)
 
     # ------------------------------------------------------------------ admin
     def _row_counts(self) -> dict[str, int | None]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from prefect import get_run_logger
+import pandas as pd
+from prefect import get_run_logger, runtime
 from prefect.cache_policies import NO_CACHE
 
 from storage import ColumnMap, Store, TableNames, open_store
@@ -60,6 +61,11 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except Exception:  # outside a run (a plain function call in tests or the CLI)
         return logging.getLogger("tasks")
+
+
+def scheduled_time() -> pd.Timestamp:
+    """When this flow run was scheduled to start (now, for a run started by hand)."""
+    return pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
 
 
 @lru_cache(maxsize=8)

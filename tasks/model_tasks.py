@@ -1,6 +1,5 @@
-"""Prefect tasks around the lstm library: prepare, train, compare, register, load the
-champion, forecast. Thin: the work is in lstm/; these add the run's log, retries policy and
-the process-level model cache."""
+"""Prefect tasks around the model: the configuration, the champion (with its process-level
+cache and last-good fallback) and the batch forecast. Thin: the work is in lstm/."""
 
 from __future__ import annotations
 
@@ -18,13 +17,8 @@ from lstm import (
     Forecaster,
     InferenceReport,
     ModelRegistry,
-    fit_forecaster,
-    regularize,
 )
-from lstm.panel import Panel, PrepReport
-from lstm.promotion import Decision, compare_models, decide_promotion, holdout_split
 from lstm.slots import freq_to_ns
-from lstm.windows import Split
 from storage import ConfigError
 from tasks.common import COMPUTE_TASK, run_logger
 from tasks.settings import Settings
@@ -134,87 +128,6 @@ def current_champion(settings: Settings) -> tuple[Forecaster | None, str | None]
     except ArtifactError as exc:
         run_logger().error("the current champion cannot be loaded and is not compared: %s", exc)
         return None, None
-
-
-# ------------------------------------------------------------------ retrain
-@task(name="prepare-panel", **COMPUTE_TASK)
-def prepare_panel(history: pd.DataFrame, settings: Settings) -> tuple[Panel, PrepReport, Split]:
-    """Validate and regularise the training history (repairs counted, bad series named),
-    and split off the held-out most recent period every model is judged on."""
-    if history.empty:
-        raise ValueError("the metrics table holds no rows in the requested history window")
-    panel, report = regularize(history, settings.freq, strict=False)
-    log = run_logger()
-    log.info(
-        "history: %d series, %d slots; filled %d gaps, summed %d duplicates, %d invalid values, "
-        "dropped %d series",
-        report.n_series,
-        report.slots_out,
-        report.filled_slots,
-        report.duplicate_rows,
-        sum(report.invalid_values.values()),
-        len(report.dropped),
-    )
-    for sid, reason in list(report.dropped.items())[:20]:
-        log.warning("series %r dropped: %s", sid, reason)
-    slots = int(pd.Timedelta(days=settings.holdout_days) / pd.Timedelta(settings.freq))
-    return panel, report, holdout_split(panel, slots)
-
-
-@task(name="train-challenger", **{**COMPUTE_TASK, "timeout_seconds": TRAIN_TIMEOUT_S})
-def train_challenger(panel: Panel, split: Split, settings: Settings) -> Forecaster:
-    """Fit a new global model (feature ranking, early stopping, interval calibration); the
-    per-epoch progress goes to the run's log."""
-    return fit_forecaster(panel, split, forecast_config(settings))
-
-
-@task(name="compare-models", **COMPUTE_TASK)
-def compare(
-    panel: Panel,
-    split: Split,
-    challenger: Forecaster,
-    champion: Forecaster | None,
-    settings: Settings,
-) -> tuple[pd.DataFrame, dict, Decision]:
-    """Challenger vs champion vs Naive and SeasonalNaive on the same held-out period."""
-    table, extras = compare_models(
-        panel,
-        split,
-        {"challenger": challenger, "champion": champion},
-        settings.horizon,
-        settings.horizon,
-    )
-    for name, err in extras["errors"].items():
-        run_logger().warning("%s could not be evaluated: %s", name, err)
-    return table, extras, decide_promotion(table, settings.promotion_margin)
-
-
-@task(name="register-model", **COMPUTE_TASK)
-def register(
-    settings: Settings,
-    challenger: Forecaster,
-    table: pd.DataFrame,
-    decision: Decision,
-    prep: PrepReport,
-    champion_version: str | None,
-) -> str:
-    """Save the challenger as a new immutable version; promote it if the decision says so."""
-    reg = registry(settings)
-    version = reg.save(
-        challenger,
-        metrics={k: float(v) for k, v in table.loc["challenger"].items()},
-        comparison=comparison_dict(table),
-        decision=decision.as_dict(),
-        champion_at_training=champion_version,
-        data_report=prep.as_dict(),
-    )
-    if decision.promote:
-        reg.promote(version, decision.reason)
-    return version
-
-
-def comparison_dict(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    return {m: {k: float(v) for k, v in row.items()} for m, row in table.iterrows()}
 
 
 # ------------------------------------------------------------------ predict

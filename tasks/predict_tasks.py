@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from prefect import runtime, task
+from prefect import task
 
 from lstm import InferenceReport
 from lstm.slots import catch_up_slots, freq_to_ns, last_complete_slot, slot_range, slot_ts, to_slot
+from tasks import common
 from tasks.common import STORAGE_TASK, get_store, run_logger
 from tasks.settings import Settings
 
@@ -51,11 +52,6 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-def scheduled_time() -> pd.Timestamp:
-    """When this flow run was scheduled to start (now, for a run started by hand)."""
-    return pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
-
-
 @task(name="plan-slots", **STORAGE_TASK)
 def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
     """The slots to forecast: `as_of` (default: the last complete slot before the run's
@@ -66,7 +62,7 @@ def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
     freq_ns = freq_to_ns(settings.freq)
     scheduled = None
     if as_of is None:
-        scheduled = scheduled_time()
+        scheduled = common.scheduled_time()
         lateness = pd.Timestamp.now(tz="UTC") - scheduled
         if lateness > pd.Timedelta(freq_ns * settings.max_lateness_slots, "ns"):
             reason = (

@@ -9,11 +9,11 @@ from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
 from lstm import Forecaster
-from lstm.panel import Panel
 from lstm.plots import plot_holdout
 from lstm.promotion import Decision
 from tasks.common import COMPUTE_TASK, run_logger
 from tasks.predict_tasks import PredictSummary
+from tasks.retrain_tasks import Comparison, TrainingData, evaluation_dict
 from tasks.settings import Settings
 
 MAX_NAMED = 1000  # skipped series named in the predict artifact (the rest are counted)
@@ -57,37 +57,47 @@ def feature_ranking(forecaster: Forecaster) -> str:
 @task(name="publish-retrain-report", **COMPUTE_TASK)
 def publish_retrain(
     settings: Settings,
-    panel: Panel,
-    extras: dict,
-    table: pd.DataFrame,
-    decision: Decision,
+    data: TrainingData,
+    comparison: Comparison,
     version: str,
     challenger: Forecaster,
     champion_version: str | None,
 ) -> str:
-    """The retrain's markdown report (comparison table, decision, training summary) and a
+    """The retrain's markdown report (comparison tables, decision, samples, training) and a
     PNG of held-out forecasts vs actuals, as artifacts of the run."""
     training = challenger.metadata.get("training", {})
+    ev = evaluation_dict(comparison, data)
+    unseen_mase = ev["unseen_series"]["mase"]
     extra = {
-        "series": panel.n_series,
+        "judged on": f"{comparison.judged_on} (the held-out most recent period)",
+        "series sample": f"{len(data.sample.train)} trained on, {len(data.sample.holdout)} "
+        f"held out, of {data.sample.n_series}",
+        "trained-series MASE": f"{ev['trained_series']['mase']:.4f}",
+        "unseen-series MASE": "n/a (every series is in the training sample)"
+        if unseen_mase is None
+        else f"{unseen_mase:.4f}",
         "champion before": champion_version or "none",
         "training": f"{training.get('epochs_run')} epochs, best {training.get('best_epoch')}, "
-        f"{training.get('seconds')}s ({training.get('stop_reason')})",
+        f"{training.get('seconds')}s of a {training.get('budget_s')}s budget "
+        f"({training.get('stop_reason')})",
+        "intervals calibrated on": str(training.get("calibration")),
+        "rows dated after the history's end (ignored)": data.report.future_rows,
         "features": ", ".join(challenger.spec.input_names + challenger.spec.future_names),
         "feature importance (Random Forest)": feature_ranking(challenger),
     }
-    md = comparison_markdown(table, decision, version, extra)
+    md = comparison_markdown(comparison.table, comparison.decision, version, extra)
+    panel = data.unseen if data.unseen is not None else data.train
     try:
-        image = plot_holdout(panel, extras, settings.models_dir / "reports" / f"{version}.png")
+        path = settings.models_dir / "reports" / f"{version}.png"
+        image = plot_holdout(panel, comparison.extras, path)
     except Exception as exc:  # a plot must never fail the retrain
         run_logger().warning("could not draw the forecast plot: %s", exc)
         image = None
     if image is not None and image.exists():
-        data = base64.b64encode(image.read_bytes()).decode()
-        url = f"data:image/png;base64,{data}"
-        md += f"\n\n![forecasts vs actuals]({url})\n"
+        data_url = f"data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}"
+        md += f"\n\n![forecasts vs actuals]({data_url})\n"
         create_image_artifact(
-            image_url=url,
+            image_url=data_url,
             key="retrain-forecasts-vs-actuals",
             description=f"Held-out forecasts vs actuals, version {version}",
         )

@@ -63,9 +63,14 @@ class Settings(BaseSettings):
 
     # retrain
     history_days: float = Field(30.0, gt=0, le=3650)
+    # a global model learns from a stratified sample of series (all of them when fewer) and
+    # is judged and calibrated on a disjoint held-out sample (lstm/sampling.py)
+    train_series: int = Field(2000, ge=1)
+    holdout_series: int = Field(500, ge=0)
     holdout_days: float = Field(1.0, gt=0, le=365)
     promotion_margin: float = Field(0.01, ge=0, lt=1)
-    train_max_seconds: float = Field(400.0, gt=0)  # early-stopping phase; the refit adds more
+    # the whole fit: feature ranking, early stopping, calibration and the refit
+    train_max_seconds: float = Field(600.0, gt=0)
     retrain_interval_s: int = Field(86_400, ge=60)
 
     # predict

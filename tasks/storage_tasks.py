@@ -7,23 +7,60 @@ from collections.abc import Sequence
 import pandas as pd
 from prefect import task
 
+from lstm.accumulate import PanelAccumulator
 from lstm.features import FeatureSpec
-from lstm.slots import slot_ts, to_slot
-from tasks.common import STORAGE_TASK, get_store
+from lstm.panel import Panel, PrepReport
+from lstm.sampling import SeriesProfile, profile_series
+from lstm.slots import freq_to_ns, last_complete_slot, slot_ts, to_slot, utc
+from tasks.common import STORAGE_TASK, get_store, scheduled_time
 from tasks.settings import Settings
 
 
+def history_end_slot(settings: Settings, end: object = None) -> pd.Timestamp:
+    """The last slot of a retrain's history: `end` (floored to the grid), else the last
+    complete slot before the run's scheduled time; never the newest row in the table (one
+    row dated a year ahead must not move the window)."""
+    if end is not None:
+        return utc(end).floor(pd.Timedelta(settings.freq))
+    return last_complete_slot(scheduled_time(), settings.freq)
+
+
+@task(name="read-profile", **STORAGE_TASK)
+def read_profile(settings: Settings, end: pd.Timestamp) -> SeriesProfile:
+    """Every series' level and noise from three recent hours (ending at `end`, 8 and 16
+    hours earlier), in one query: what the training sample is stratified on."""
+    step = pd.Timedelta(settings.freq)
+    hour = int(pd.Timedelta("1h") / step)
+    eight = int(pd.Timedelta("8h") / step)
+    ranges = [(eight, eight + hour - 1), (2 * eight, 2 * eight + hour - 1)]
+    recent = get_store(settings).read_recent(end, hour, extra_ranges=ranges)
+    return profile_series(recent, freq_to_ns(settings.freq))
+
+
 @task(name="read-history", **STORAGE_TASK)
-def read_history(settings: Settings, end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The last `history_days` of every series, up to `end` (default: the newest slot)."""
+def read_history(
+    settings: Settings, series_ids: Sequence[str], end: pd.Timestamp
+) -> tuple[Panel, PrepReport]:
+    """The last `history_days` of `series_ids` up to `end`, read a day at a time into
+    compact arrays (bounded memory; repairs counted as `regularize` counts them). Rows dated
+    after `end` (a collector's clock in the future) are ignored and counted."""
     store = get_store(settings)
-    if end is None:
-        rng = store.metrics_range()
-        if rng is None:
-            return store.read_metrics()
-        end = rng[1]
-    start = pd.Timestamp(end) - pd.Timedelta(days=settings.history_days)
-    return store.read_metrics(start=start, end=end)
+    freq_ns = freq_to_ns(settings.freq)
+    step = pd.Timedelta(freq_ns, "ns")
+    start = (end - pd.Timedelta(days=settings.history_days)).ceil(step)
+    acc: PanelAccumulator | None = None
+    for lo in pd.date_range(start, end, freq="1D"):
+        hi = min(lo + pd.Timedelta("1D") - step, end)
+        frame = store.read_metrics(start=lo, end=hi, series_ids=series_ids)
+        if acc is None:
+            exog = [c for c in frame.columns if c not in ("series_id", "ts", "value")]
+            acc = PanelAccumulator(
+                series_ids, to_slot(start, freq_ns), to_slot(end, freq_ns), freq_ns, exog
+            )
+        acc.add(frame)
+    panel, report = acc.finish()
+    report.future_rows = len(store.read_metrics(start=end + step))
+    return panel, report
 
 
 @task(name="read-windows", **STORAGE_TASK)

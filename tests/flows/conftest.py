@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from flow_helpers import make_metrics
+from flow_helpers import END, make_metrics
 from forecast_test_support import require_postgres
 
 
@@ -57,7 +57,7 @@ def job(request, harness, tmp_path_factory):
 
     frame = make_metrics()
     get_store(get_settings(store_url=url)).write_metrics(frame)
-    result = retrain(store_url=url, models_dir=str(root / "models"))
+    result = retrain(store_url=url, models_dir=str(root / "models"), history_end=END)
     yield Job(backend, url, root / "models", frame, result, env)
     if backend == "postgres":
         store = get_store(get_settings(store_url=url))

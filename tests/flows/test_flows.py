@@ -208,7 +208,11 @@ def test_worse_challenger_is_not_promoted_and_promote_rolls_back(job, monkeypatc
     registry = ModelRegistry(job.models_dir)
     first = registry.champion()
     r = retrain(
-        store_url=job.url, models_dir=str(job.models_dir), promotion_margin=0.9, train_max_seconds=3
+        store_url=job.url,
+        models_dir=str(job.models_dir),
+        promotion_margin=0.9,
+        train_max_seconds=3,
+        history_end=END,
     )
     assert r["promoted"] is False and "does not beat" in r["reason"]
     assert registry.champion() == first and r["version"] in registry.versions()
@@ -333,3 +337,50 @@ def test_library_log_lines_reach_the_run_log(job):
     names = {log.name for log in logs}
     assert any(n.startswith("lstm") for n in names), names
     assert any("epoch" in log.message and "val" in log.message for log in logs)
+
+
+def test_retrain_learns_from_a_sample_and_is_judged_on_series_it_never_saw(
+    harness, tmp_path, monkeypatch
+):
+    """A store with more series than FORECAST_TRAIN_SERIES: the model trains on a
+    stratified sample, its intervals are calibrated and its promotion decided on a disjoint
+    held-out sample, and a metrics row dated a year ahead is ignored and counted (it does
+    not move the history window)."""
+    from flow_helpers import make_metrics
+
+    from lstm import generate_metrics
+    from tasks.common import forget_stores, get_store
+    from tasks.settings import get_settings
+
+    for k, v in {
+        "FORECAST_TRAIN_MAX_SECONDS": "15",
+        "FORECAST_HIDDEN_SIZE": "16",
+        "FORECAST_NUM_LAYERS": "1",
+        "FORECAST_TRAIN_SERIES": "5",
+        "FORECAST_HOLDOUT_SERIES": "3",
+    }.items():
+        monkeypatch.setenv(k, v)
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    frame = pd.concat(
+        [make_metrics(), generate_metrics(4, 1, seed=8, id_prefix="new", start=END)],
+        ignore_index=True,
+    )
+    frame = frame[frame.ts <= END]
+    ahead = frame.iloc[[0]].assign(ts=END + pd.Timedelta(days=365))
+    store = get_store(get_settings(store_url=url))
+    store.write_metrics(pd.concat([frame, ahead], ignore_index=True))
+    try:
+        r = retrain(store_url=url, models_dir=str(tmp_path / "m"), history_end=END)
+    finally:
+        forget_stores()
+    assert r["judged_on"] == "unseen series" and r["future_rows_ignored"] == 1
+    assert (r["trained_series"], r["unseen_series"]) == (5, 3)
+    assert r["unseen_series_mase"] is not None and r["trained_series_mase"] is not None
+    md = ModelRegistry(tmp_path / "m").metadata(r["version"])
+    sample = md["evaluation"]["sample"]
+    assert sample["train"] == 5 and sample["holdout"] == 3 and sample["n_series"] == 12
+    assert not set(sample["train_ids"]) & set(sample["holdout_ids"])
+    assert md["training"]["series"] == 5
+    assert md["training"]["calibration"]["series"] == "held-out series"
+    assert md["evaluation"]["unseen_series"]["mase"] == pytest.approx(r["unseen_series_mase"])
+    assert md["data_report"]["future_rows"] == 1

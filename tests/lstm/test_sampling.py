@@ -135,3 +135,21 @@ def test_series_rank_is_stable():
     r = series_rank(np.array(["a", "b"]), 0)
     assert r.tolist() == series_rank(np.array(["a", "b"]), 0).tolist()
     assert r.dtype == np.uint64
+
+
+def test_generator_blocks_do_not_change_the_values_and_match_generate_metrics():
+    from lstm import MetricsGenerator
+
+    gen = MetricsGenerator(n_series=7, days=1, seed=5)
+    hourly = pd.concat(list(gen.blocks(12)), ignore_index=True)
+    daily = pd.concat(list(gen.blocks(288)), ignore_index=True)
+    pd.testing.assert_frame_equal(hourly, daily)
+    assert len(hourly) == 7 * 288 and hourly.ts.is_monotonic_increasing
+    whole = generate_metrics(n_series=7, days=1, seed=5)
+    key = ["series_id", "ts"]
+    pd.testing.assert_frame_equal(
+        hourly.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True)
+    )
+    other = generate_metrics(n_series=7, days=1, seed=6)
+    assert not np.allclose(other.value.to_numpy(), whole.value.to_numpy())
+    assert (whole.value >= 0).all() and whole.error_rate.between(0, 1).all()

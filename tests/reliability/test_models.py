@@ -221,22 +221,22 @@ def test_r07_one_flipped_byte_refused_and_predict_keeps_the_previous_champion(
 def test_r11_a_worse_challenger_leaves_the_champion_and_rows_carry_their_version(
     sqlite_env, monkeypatch
 ):
-    import tasks.model_tasks
+    import tasks.retrain_tasks
     from flows.retrain import retrain
     from lstm import LSTMModel, fit_forecaster
 
     real_fit = fit_forecaster
 
-    def worse_fit(panel, split=None, config=None):
-        f = real_fit(panel, split, config)
+    def worse_fit(panel, split=None, config=None, calibration=None):
+        f = real_fit(panel, split, config, calibration)
         torch.manual_seed(123)
         f.model = LSTMModel(f.model.config).eval()  # untrained weights: a genuinely worse model
         return f
 
-    monkeypatch.setattr(tasks.model_tasks, "fit_forecaster", worse_fit)
+    monkeypatch.setattr(tasks.retrain_tasks, "fit_forecaster", worse_fit)
     monkeypatch.setenv("FORECAST_TRAIN_MAX_SECONDS", "2")
     sqlite_env.predict(END - STEP)
-    r = retrain(store_url=sqlite_env.url, models_dir=str(sqlite_env.models_dir))
+    r = retrain(store_url=sqlite_env.url, models_dir=str(sqlite_env.models_dir), history_end=END)
     assert r["promoted"] is False, r["reason"]
     assert sqlite_env.registry.champion() == sqlite_env.version
     assert r["version"] in sqlite_env.registry.versions()

@@ -135,15 +135,15 @@ def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly
     # 3 hours of runs that Prefect starts late after the restart; those more than
     # max_lateness_slots (3) late skip their slot
     backlog = [pd.Timestamp.now(tz="UTC").floor("5min") - STEP * k for k in range(36, 3, -1)]
-    import tasks.predict_tasks
+    import tasks.common
 
     for scheduled in backlog:
-        monkeypatch.setattr(tasks.predict_tasks, "scheduled_time", lambda s=scheduled: s)
+        monkeypatch.setattr(tasks.common, "scheduled_time", lambda s=scheduled: s)
         out = predict(store_url=env.url, models_dir=str(env.models_dir))
         assert out["status"] == "stale" and out["written"] == 0, out
     assert env.store().read_forecasts().empty
     on_time = now_slot + STEP
-    monkeypatch.setattr(tasks.predict_tasks, "scheduled_time", lambda: on_time)
+    monkeypatch.setattr(tasks.common, "scheduled_time", lambda: on_time)
     out = predict(store_url=env.url, models_dir=str(env.models_dir))
     assert out["status"] == "ok" and pd.Timestamp(out["as_of"]) == now_slot
     assert len(out["slots"]) == 13, "catch-up is bounded to catch_up_slots + the slot itself"

@@ -1,0 +1,47 @@
+"""The accuracy summary as one SQL aggregate (MAE, WAPE, interval coverage per group).
+
+Kept apart from ``storage.sql`` so the statement and the typing of its result can be read,
+and tested, without a store: ``summary_select`` builds the SELECT, ``summary_frame`` gives
+its rows the same dtypes on every database (PostgreSQL returns ``Decimal`` for ``avg``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+from storage.columns import ACCURACY_SUMMARY
+
+
+def summary_select(a: sa.Table, by: Sequence[str], where: list) -> sa.Select:
+    """``SELECT by..., n, mae, wape_pct, coverage_pct FROM accuracy WHERE ... GROUP BY by``."""
+    groups = [a.c[b] for b in by]
+    covered = sa.case((a.c.covered, 1.0), else_=0.0)
+    stmt = sa.select(
+        *groups,
+        sa.func.count().label("n"),
+        sa.func.avg(a.c.abs_error).label("mae"),
+        (
+            100.0 * sa.func.sum(a.c.abs_error) / sa.func.nullif(sa.func.sum(sa.func.abs(a.c.y)), 0)
+        ).label("wape_pct"),
+        (100.0 * sa.func.avg(covered)).label("coverage_pct"),
+    ).where(*where)
+    if groups:
+        return stmt.group_by(*groups)
+    return stmt.having(sa.func.count() > 0)  # no rows at all: an empty frame, not one NULL row
+
+
+def summary_frame(rows: Sequence[Sequence], by: Sequence[str]) -> pd.DataFrame:
+    """The summary rows as a frame with fixed dtypes, whichever database returned them."""
+    out = pd.DataFrame([tuple(r) for r in rows], columns=[*by, *ACCURACY_SUMMARY])
+    out["n"] = out["n"].astype("int64")
+    for c in ("mae", "wape_pct", "coverage_pct", *(["level"] if "level" in by else [])):
+        out[c] = out[c].astype("float64")
+    if "step" in by:
+        out["step"] = out["step"].astype("int64")
+    for c in ("series_id", "model_version"):
+        if c in by:
+            out[c] = out[c].astype("str")
+    return out
