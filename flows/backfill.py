@@ -9,13 +9,14 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
+from tasks.common import flow_run_namer
 from tasks.model_tasks import forecast_batch, load_champion
 from tasks.predict_tasks import backfill_batches
 from tasks.settings import get_settings
 from tasks.storage_tasks import metrics_range, read_windows, score_forecasts, write_forecasts
 
 
-@flow(name="backfill", timeout_seconds=24 * 3600)
+@flow(name="backfill", flow_run_name=flow_run_namer("backfill"), timeout_seconds=24 * 3600)
 def backfill(
     start: datetime,
     end: datetime,

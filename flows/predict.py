@@ -9,14 +9,21 @@ from datetime import datetime
 
 from prefect import flow
 
+from tasks.common import flow_run_namer
 from tasks.model_tasks import forecast_batch, load_champion
-from tasks.predict_tasks import Stopwatch, plan_slots, summarize
+from tasks.predict_tasks import (
+    Stopwatch,
+    check_forecast_share,
+    plan_slots,
+    summarize,
+    wait_for_data,
+)
 from tasks.reporting import publish_predict
 from tasks.settings import get_settings
 from tasks.storage_tasks import read_windows, score_forecasts, write_forecasts
 
 
-@flow(name="predict", timeout_seconds=1800)
+@flow(name="predict", flow_run_name=flow_run_namer("predict"), timeout_seconds=1800)
 def predict(
     as_of: datetime | None = None,
     store_url: str | None = None,
@@ -29,7 +36,9 @@ def predict(
     or repeated run writes the same rows. A scheduled run more than `max_lateness_slots`
     late skips its own slot (after downtime the backlog does not flood the machine); every
     run also fills slots of the last `catch_up_slots` that have no forecasts yet, in the
-    same batch. Forecasts whose actuals have arrived are scored.
+    same batch. A scheduled run first waits (bounded) for late metrics of its slot.
+    Forecasts whose actuals have arrived are scored. A run that forecast fewer than
+    FORECAST_MIN_FORECAST_SHARE of the series it read ends Failed, its rows kept.
     """
     clock = Stopwatch()
     settings = get_settings(
@@ -38,6 +47,8 @@ def predict(
     plan = plan_slots(settings, as_of)
     if plan.status == "stale":
         return plan.stale_result()
+    arrival = wait_for_data(settings, plan)
+    clock.lap("wait_s")
     forecaster, version = load_champion(settings)
     clock.lap("setup_s")
     history = read_windows(settings, forecaster.spec, plan.slots)
@@ -49,6 +60,7 @@ def predict(
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
     scored = score_forecasts(settings, plan.as_of, len(plan.slots))
     clock.lap("score_s")
-    summary = summarize(plan, version, frame, report, written, scored, clock)
+    summary = summarize(plan, version, frame, report, written, scored, clock, arrival)
     publish_predict(summary)
+    check_forecast_share(summary, settings)  # too few forecasts: the run ends Failed
     return summary.as_dict()

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from prefect import flow
 
+from tasks.common import flow_run_namer, rename_flow_run
 from tasks.model_tasks import current_champion
 from tasks.reporting import publish_retrain
 from tasks.retrain_tasks import (
@@ -23,7 +24,7 @@ from tasks.settings import get_settings
 from tasks.storage_tasks import history_end_slot, read_history, read_profile
 
 
-@flow(name="retrain", timeout_seconds=6 * 3600)
+@flow(name="retrain", flow_run_name=flow_run_namer("retrain"), timeout_seconds=6 * 3600)
 def retrain(
     history_days: float | None = None,
     store_url: str | None = None,
@@ -54,5 +55,6 @@ def retrain(
     challenger = train_challenger(data, settings)
     comparison = compare(data, challenger, champion, settings)
     version = register(settings, challenger, comparison, data, champion_version)
+    rename_flow_run(f"retrain-{version}")
     publish_retrain(settings, data, comparison, version, challenger, champion_version)
     return retrain_result(settings, version, comparison, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from datetime import datetime
@@ -98,21 +99,34 @@ def _ensure_local_dirs(settings) -> None:
 
 
 def _run_flow(fn, **params):
-    """Run a flow in this process; storage and model errors become a one-line error."""
+    """Run a flow in this process; storage and model errors, and a run that forecast too
+    little, become a one-line error (exit code 2)."""
     from lstm import ForecastError
     from storage import StorageError
+    from tasks.predict_tasks import ForecastShortfall
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         return fn(**{k: v for k, v in params.items() if v is not None})
-    except (ForecastError, StorageError, ValueError) as exc:
+    except (ForecastError, StorageError, ValueError, ForecastShortfall) as exc:
         from storage import redact_url
 
         fail(redact_url(str(exc)))
 
 
+def _strict(obj):
+    """JSON-safe: NaN and infinities become null (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _echo_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    typer.echo(json.dumps(_strict(obj), indent=2, default=str, allow_nan=False))
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -287,6 +301,14 @@ def train(
         history_end=history_end,
     )
     _echo_json(result)
+    if result.get("champion") is None:
+        fail(
+            f"no champion: version {result['version']} was registered but not promoted "
+            f"({result['reason']}). Next: `forecast promote {result['version']}` to forecast "
+            "with it anyway, or train on more history (--history-days; the model needs "
+            "several days of 5-minute metrics to beat the baselines)",
+            code=1,
+        )
 
 
 @app.command()

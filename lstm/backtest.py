@@ -68,8 +68,12 @@ def run_backtest(
     feature_cols: Sequence[str] | None = None,
     panel: Panel | None = None,
     prep: PrepReport | None = None,
+    train_ids: Sequence[str] | None = None,
 ) -> dict:
-    """Run the protocol on a long frame and return the report (the `--json` shape)."""
+    """Run the protocol on a long frame and return the report (the `--json` shape).
+
+    With `train_ids`, the model trains on those series only and is scored on every series;
+    the report then also splits its MASE into trained and unseen series (`by_sample`)."""
     if panel is None:
         panel, prep = regularize(df, freq, columns, feature_cols, strict=True)
     if prep is not None and prep.dropped:
@@ -102,8 +106,20 @@ def run_backtest(
     scale = mase_scales(panel, split)
     target = raw.target
 
+    trained = np.ones(panel.n_series, dtype=bool)
+    if train_ids is not None:
+        trained = np.isin(panel.ids, np.asarray(list(train_ids), dtype=object))
+        if not trained.any():
+            raise DataValidationError(
+                f"none of the {len(train_ids)} train_ids is a series of the data "
+                f"(first: {list(train_ids)[:3]})"
+            )
     t0 = time.monotonic()
-    forecaster = fit_forecaster(panel, split, cfg)
+    if trained.all():
+        forecaster = fit_forecaster(panel, split, cfg)
+    else:
+        sub = panel.select(trained)
+        forecaster = fit_forecaster(sub, protocol_split(sub), cfg)
     fit_s = time.monotonic() - t0
     t0 = time.monotonic()
     arrays, _ = forecaster.predict_panel(panel, origins)
@@ -124,6 +140,18 @@ def run_backtest(
         for k in ("best_epoch", "epochs_run", "steps", "stop_reason", "train_windows")
     }
 
+    if not trained.all():
+        seen = trained[raw.series]
+        lstm_report["by_sample"] = {
+            name: {
+                "series": int(mask_s.sum()),
+                "MASE": scores(target[m], arrays.yhat[m], ids[m], scale)["avg"]["MASE"],
+            }
+            for name, mask_s, m in (
+                ("trained", trained, seen),
+                ("unseen", ~trained, ~seen),
+            )
+        }
     models = {"lstm": lstm_report}
     t0 = time.monotonic()
     baselines = baseline_forecasts(raw)

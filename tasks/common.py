@@ -11,12 +11,14 @@ served or worker run is a fresh process).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 
 import pandas as pd
-from prefect import get_run_logger, runtime
+from prefect import get_client, get_run_logger, runtime
 from prefect.cache_policies import NO_CACHE
 
+from lstm.slots import last_complete_slot
 from storage import ColumnMap, Store, TableNames, open_store
 from storage.errors import is_transient as storage_is_transient
 from tasks.settings import Settings, SettingsError, get_settings
@@ -66,6 +68,51 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
 def scheduled_time() -> pd.Timestamp:
     """When this flow run was scheduled to start (now, for a run started by hand)."""
     return pd.Timestamp(runtime.flow_run.scheduled_start_time).tz_convert("UTC")
+
+
+def _name_time(value: object) -> str:
+    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%MZ") if value else ""
+
+
+def _utc(value: object) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def flow_run_namer(kind: str) -> Callable[[], str]:
+    """A flow-run name for what the run does: `predict-2026-12-02T12:40Z` (its as-of slot),
+    `backfill-<start>..<end>`, `retrain-<history end>` (renamed `retrain-<version>` once
+    the version is registered), instead of Prefect's random words."""
+
+    def name() -> str:
+        p = runtime.flow_run.parameters
+        try:
+            freq = get_settings().freq
+        except SettingsError:
+            freq = "5min"
+        if kind == "backfill":
+            return f"backfill-{_name_time(_utc(p['start']))}..{_name_time(_utc(p['end']))}"
+        given = p.get("as_of" if kind == "predict" else "history_end")
+        if given:
+            slot = _utc(given).floor(pd.Timedelta(freq))
+        else:
+            slot = last_complete_slot(scheduled_time(), freq)
+        return f"{kind}-{_name_time(slot)}"
+
+    name.__name__ = f"{kind}_run_name"
+    return name
+
+
+def rename_flow_run(name: str) -> None:
+    """Rename the current flow run (no-op outside one, and never fails the run)."""
+    run_id = runtime.flow_run.id
+    if not run_id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run_id, name=name)
+    except Exception as exc:  # noqa: BLE001 - a name is cosmetic; the run goes on
+        logging.getLogger("tasks").warning("could not rename the flow run to %r: %s", name, exc)
 
 
 @lru_cache(maxsize=8)

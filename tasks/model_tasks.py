@@ -79,9 +79,15 @@ def _champion(reg: ModelRegistry) -> tuple[Forecaster, str]:
     except ArtifactError as exc:  # a malformed pointer
         return _fallback(reg, root, None, exc)
     if version is None:
-        raise ArtifactError(
-            f"no champion model in {str(reg.root)!r}: run `forecast train` (the retrain flow) first"
+        saved = reg.versions()
+        hint = (
+            f"{len(saved)} version(s) are saved but none is promoted (the newest, "
+            f"{saved[-1]}, did not beat the baselines): `forecast promote {saved[-1]}` to use "
+            "it anyway, or `forecast train` on more history"
+            if saved
+            else "run `forecast train` (the retrain flow) first"
         )
+        raise ArtifactError(f"no champion model in {str(reg.root)!r}: {hint}")
     with _CACHE_LOCK:
         if (root, version) in _CACHE:
             return _CACHE[(root, version)], version

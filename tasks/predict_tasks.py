@@ -84,6 +84,83 @@ def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
 
 
 @dataclass
+class Arrival:
+    """How much of the as-of slot had arrived when a run stopped waiting for it."""
+
+    as_of: pd.Timestamp
+    arrived: int  # series with a row at as_of
+    expected: int  # series with a row at the slot before
+    waited_s: float
+
+    @property
+    def share(self) -> float:
+        return 1.0 if self.expected == 0 else self.arrived / self.expected
+
+    def as_dict(self) -> dict:
+        return {
+            "as_of": str(self.as_of),
+            "arrived": self.arrived,
+            "expected": self.expected,
+            "waited_s": round(self.waited_s, 1),
+        }
+
+
+def slot_arrival(recent: pd.DataFrame, as_of: pd.Timestamp, freq: str) -> tuple[int, int]:
+    """(series with a row at `as_of`, series with a row at the slot before) in `recent`."""
+    if recent.empty:
+        return 0, 0
+    ts = pd.DatetimeIndex(recent["ts"])
+    now = recent["series_id"][ts == as_of].nunique()
+    before = recent["series_id"][ts == as_of - pd.Timedelta(freq)].nunique()
+    return int(now), int(before)
+
+
+@task(name="wait-for-data", **{**STORAGE_TASK, "timeout_seconds": 900})
+def wait_for_data(settings: Settings, plan: SlotPlan) -> Arrival | None:
+    """A sensor for late metrics: a scheduled run polls (every FORECAST_DATA_POLL_SECONDS,
+    two slots of one query) until the as-of slot has arrived for FORECAST_DATA_WAIT_SHARE
+    of the series that reported the slot before, or FORECAST_DATA_WAIT_SECONDS pass. A run
+    given `as_of` by hand, or with the wait set to 0, does not wait."""
+    if plan.scheduled is None or plan.as_of is None or settings.data_wait_seconds <= 0:
+        return None
+    store, log = get_store(settings), run_logger()
+    t0 = time.monotonic()
+    while True:
+        recent = store.read_recent(plan.as_of, 2)
+        arrived, expected = slot_arrival(recent, plan.as_of, settings.freq)
+        waited = time.monotonic() - t0
+        left = settings.data_wait_seconds - waited
+        if expected == 0 or arrived >= settings.data_wait_share * expected or left <= 0:
+            break
+        log.info(
+            "waiting for the metrics of %s: %d of %d series so far (FORECAST_DATA_WAIT_SHARE="
+            "%g), up to %.0f s more",
+            plan.as_of,
+            arrived,
+            expected,
+            settings.data_wait_share,
+            left,
+        )
+        time.sleep(min(settings.data_poll_seconds, left))
+    arrival = Arrival(plan.as_of, arrived, expected, waited)
+    if arrival.share < settings.data_wait_share:
+        log.warning(
+            "the metrics of %s arrived for only %d of %d series after %.0f s "
+            "(FORECAST_DATA_WAIT_SECONDS=%g): forecasting what is there",
+            plan.as_of,
+            arrived,
+            expected,
+            waited,
+            settings.data_wait_seconds,
+        )
+    return arrival
+
+
+class ForecastShortfall(RuntimeError):
+    """A run forecast too few of the series it read: it ends Failed (its rows are kept)."""
+
+
+@dataclass
 class PredictSummary:
     """What one predict run did: the flow's return value and the artifact's content."""
 
@@ -95,11 +172,22 @@ class PredictSummary:
     scored: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    arrival: Arrival | None = None
+    as_of_series: int = 0  # series forecast from the run's own slot (catch-up aside)
+
+    @property
+    def forecast_share(self) -> float:
+        """Series forecast from the as-of slot / series read; 0 when nothing was read."""
+        n = self.report.n_input_series
+        return self.as_of_series / n if n else 0.0
 
     def as_dict(self) -> dict:
         r = self.report
         return {
             "status": self.plan.status,
+            "arrival": None if self.arrival is None else self.arrival.as_dict(),
+            "series_read": r.n_input_series,
+            "as_of_series": self.as_of_series,
             "as_of": str(self.plan.as_of),
             "slots": [str(s) for s in self.plan.slots],
             "model_version": self.model_version,
@@ -125,9 +213,12 @@ def summarize(
     written: int,
     scored: int,
     clock: Stopwatch,
+    arrival: Arrival | None = None,
 ) -> PredictSummary:
     """The run's summary (and its one log line)."""
     series = int(frame["series_id"].nunique()) if len(frame) else 0
+    own = frame["series_id"][frame["issued_at"] == plan.as_of] if len(frame) else frame
+    as_of_series = int(own.nunique()) if len(own) else 0
     summary = PredictSummary(
         plan,
         version,
@@ -137,6 +228,8 @@ def summarize(
         scored,
         clock.total,
         {**clock.laps, **report.timings},
+        arrival,
+        as_of_series,
     )
     run_logger().info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",
@@ -150,6 +243,26 @@ def summarize(
         summary.seconds,
     )
     return summary
+
+
+def check_forecast_share(summary: PredictSummary, settings: Settings) -> None:
+    """Fail the run (after its rows are written and its summary published) when it forecast
+    fewer than FORECAST_MIN_FORECAST_SHARE of what it read: a green run must mean forecasts."""
+    share = summary.forecast_share
+    if summary.report.n_input_series and share >= settings.min_forecast_share:
+        return
+    r, as_of = summary.report, summary.plan.as_of
+    if not r.n_input_series:
+        raise ForecastShortfall(
+            f"no series has metrics in the window read for {as_of}: nothing to forecast "
+            "(is the collector writing to this store and table?)"
+        )
+    named = "; ".join(f"{k!r}: {v}" for k, v in list(r.skipped.items())[:3])
+    raise ForecastShortfall(
+        f"forecast {summary.as_of_series} of {r.n_input_series} series from {as_of} "
+        f"({share:.0%} < FORECAST_MIN_FORECAST_SHARE={settings.min_forecast_share:g}); "
+        f"{len(r.skipped)} series skipped, e.g. {named}; the rows that were forecast are kept"
+    )
 
 
 #: series x slots per backfill batch: bounds memory

@@ -87,7 +87,7 @@ def prepare_panels(
             f"({len(report.dropped)} series without rows or valid values)"
         )
     log.info(
-        "history: %d series, %d slots; filled %d gaps, summed %d duplicates, %d invalid values, "
+        "history: %d series, %d values in all; filled %d gaps, summed %d duplicates, %d invalid values, "
         "dropped %d series, ignored %d rows dated after the history's end",
         report.n_series,
         report.slots_out,

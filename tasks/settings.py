@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     catch_up_slots: int = Field(12, ge=0, le=2016)  # a run also fills missing slots this far back
     max_lateness_slots: int = Field(3, ge=0)  # a scheduled run later than this skips its slot
     score_lookback_slots: int = Field(288, ge=1)
+    # late metrics: a scheduled run waits (polling) until the as-of slot has arrived for this
+    # share of the series that reported the slot before, at most data_wait_seconds
+    data_wait_seconds: float = Field(90.0, ge=0, le=600)
+    data_wait_share: float = Field(0.9, ge=0, le=1)
+    data_poll_seconds: float = Field(5.0, gt=0, le=60)
+    # a run that forecast fewer than this share of the series it read ends Failed
+    min_forecast_share: float = Field(0.5, ge=0, le=1)
     # torch threads of a predict run: 1 leaves the other cores to a concurrent retrain (two
     # processes each using every core slow each other down many times over)
     predict_threads: int = Field(1, ge=1, le=256)

@@ -8,6 +8,10 @@ import os
 # run is a fresh process). Tests scale its time down: 0.2, 0.4, 0.8, 1.6 s stand for the
 # production 5, 10, 20, 40 s (tests/test_settings.py checks the production values).
 os.environ.setdefault("FORECAST_STORAGE_RETRY_DELAY_S", "0.2")
+# A scheduled predict run waits up to FORECAST_DATA_WAIT_SECONDS (90 s in production) for
+# late metrics; most tests feed their data up front, so they do not wait. The tests of the
+# wait itself set it (tests/flows/test_data_wait.py).
+os.environ.setdefault("FORECAST_DATA_WAIT_SECONDS", "0")
 
 from pathlib import Path  # noqa: E402
 
