@@ -215,8 +215,11 @@ def test_export_package_loads_and_predicts(registry, tmp_path, synth_frame):
         "README.md",
         "model_metadata.json",
         "model_weights.pth",
+        "predict.py",
         "requirements.txt",
+        "scaler_features.json",
         "scaler_features.pkl",
+        "scaler_target.json",
         "scaler_target.pkl",
     ]
     assert "torch==" in (tmp_path / "pkg" / "requirements.txt").read_text()
