@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from lstm_helpers import export, random_forecaster, readme_example
+from typer.testing import CliRunner
 
 import lstm.standalone as standalone_module
+from forecast_cli.main import app
 from lstm import (
     FeatureSpec,
     Forecaster,
+    ModelRegistry,
     load_forecaster,
     real_time_predict,
 )
@@ -171,3 +174,20 @@ def test_readme_example_runs_as_written(which, small_forecaster, tmp_path):
     first = out.stdout.splitlines()[0]
     assert first.startswith("2026-01-05T12:00:00+00:00 [")
     assert len(out.stdout.splitlines()) == 1 + len(forecaster.levels)
+
+
+def test_cli_export_writes_a_package_that_predicts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    forecaster = random_forecaster()
+    version = ModelRegistry(tmp_path / "models").save(forecaster, metrics={"MASE": 0.9})
+    res = CliRunner().invoke(app, ["--models", "models", "export", version, "pkg"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert Path(info["files"]["predict"]).is_file()
+    model = import_predict(tmp_path / "pkg").load(tmp_path / "pkg")
+    data = inputs(forecaster.spec, 300)
+    np.testing.assert_allclose(
+        model.predict(data)["forecast"],
+        real_time_predict(forecaster, data_dict=data)["forecast"],
+        rtol=1e-5,
+    )
