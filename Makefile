@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU build of torch lies on this machine's disk; install it before the project so the
 # project's torch range is already satisfied and pip never pulls a multi-GB CUDA build.
 TORCH  := torch==2.13.0
+# The distribution was called lstm-forecast before (PyPI gives that name to another project):
+# setup removes that entry from an older .venv, then installs lstm-forecast-sre from here.
 
 .PHONY: setup demo test test-soak bench bench-quick lint format clean
 
@@ -15,6 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip uninstall --quiet --yes lstm-forecast 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

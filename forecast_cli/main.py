@@ -395,7 +395,8 @@ def export(
     version: Annotated[str, typer.Argument(help="Model version to export.")],
     directory: Annotated[Path, typer.Argument(help="New folder for the package.")],
 ) -> None:
-    """Write the seed's export package (weights, scalers, metadata, requirements, README)."""
+    """Write a package that runs without this project: weights, scalers, metadata,
+    predict.py (numpy + torch only), requirements.txt, README.md with a working example."""
     from lstm import ArtifactError, ModelRegistry
 
     try:

@@ -55,6 +55,9 @@ SUMS = "SHA256SUMS"
 LEGACY_SCALERS = ("scaler_features.joblib", "scaler_target.joblib")
 #: the data files of each format (besides the metadata and SHA256SUMS)
 FORMAT_FILES = {1: (WEIGHTS, *LEGACY_SCALERS), 2: (WEIGHTS, SCALER_FEATURES, SCALER_TARGET)}
+#: this project's distribution name (pyproject.toml); "lstm-forecast" on PyPI is someone
+#: else's. Its version is still recorded under the metadata key "lstm_forecast".
+DISTRIBUTION = "lstm-forecast-sre"
 
 
 def library_versions() -> dict:
@@ -67,7 +70,7 @@ def library_versions() -> dict:
             return "unknown"
 
     return {
-        "lstm_forecast": of("lstm-forecast"),
+        "lstm_forecast": of(DISTRIBUTION),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import tomllib
 from pathlib import Path
 
 import joblib
@@ -20,7 +21,7 @@ from lstm import (
     save_model_weights,
     save_scalers,
 )
-from lstm.artifacts import SUMS, sha256_file
+from lstm.artifacts import DISTRIBUTION, SUMS, library_versions, sha256_file
 from lstm.export import load_export
 from lstm.files import safe_unpickle
 
@@ -215,8 +216,11 @@ def test_export_package_loads_and_predicts(registry, tmp_path, synth_frame):
         "README.md",
         "model_metadata.json",
         "model_weights.pth",
+        "predict.py",
         "requirements.txt",
+        "scaler_features.json",
         "scaler_features.pkl",
+        "scaler_target.json",
         "scaler_target.pkl",
     ]
     assert "torch==" in (tmp_path / "pkg" / "requirements.txt").read_text()
@@ -262,3 +266,15 @@ def test_no_globals_unpickler_accepts_plain_values(tmp_path):
     }
     with pytest.raises(ArtifactError, match="refusing to unpickle"):
         safe_unpickle(pickle.dumps(np.zeros(2)), "array.pkl")
+
+
+def test_versions_are_read_from_this_projects_distribution():
+    """library_versions reads the distribution pyproject.toml names (not PyPI's unrelated
+    lstm-forecast), under the metadata key older models used."""
+    pyproject = tomllib.loads((FIXTURES.parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == DISTRIBUTION != "lstm-forecast"
+    assert set(library_versions()) == set(
+        json.loads((FIXTURES / "artifact_v1" / "model_metadata.json").read_text())[
+            "library_versions"
+        ]
+    )
