@@ -76,4 +76,5 @@ def run(
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
+    args["n_series"] = args.pop("series")
     print(json.dumps(run(**args), default=str))

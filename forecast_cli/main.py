@@ -344,6 +344,61 @@ def backfill(
     _echo_json(result)
 
 
+def _since(value: str | None):
+    """`24h`, `7d`, `90min` (that long before now) or a timestamp (UTC); None: everything."""
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp.now(tz="UTC") - pd.Timedelta(value)
+    except ValueError:
+        pass
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        fail(f"--since {value!r}: give a duration (24h, 7d) or a timestamp (2026-12-01T00:00)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@app.command()
+def accuracy(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Comma-separated groups: series_id, model_version, step, level ('' for one row).",
+        ),
+    ] = "model_version",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only targets after this: a duration (24h, 7d) or a timestamp."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON rows instead of a table.")
+    ] = False,
+) -> None:
+    """Live accuracy of the forecasts already scored against their actuals: n, MAE, WAPE
+    and interval coverage, per group (what the predict runs score every 5 minutes)."""
+    from storage import StorageError
+    from tasks.common import get_store
+
+    groups = tuple(g.strip() for g in by.split(",") if g.strip())
+    try:
+        table = get_store(_settings()).read_accuracy(start=_since(since), by=groups)
+    except StorageError as exc:
+        fail(str(exc))
+    if as_json:
+        _echo_json(table.to_dict(orient="records"))
+        return
+    if table.empty:
+        typer.echo("no scored forecasts yet: predict runs score a forecast once its actual arrives")
+        return
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 @app.command()
 def models() -> None:
     """List model versions with their held-out metrics; * marks the champion."""

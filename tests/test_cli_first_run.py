@@ -54,3 +54,21 @@ def test_a_first_train_that_loses_to_the_baselines_exits_1_and_says_what_next(tw
 
     res = cli.invoke(app, ["promote", version])
     assert res.exit_code == 0, res.output
+
+    # with a champion, a predict run from an hour before the data's end scores what matured
+    import pandas as pd
+
+    from tasks.common import get_store
+    from tasks.settings import get_settings
+
+    _, last, _ = get_store(get_settings()).metrics_range()
+    origin = (pd.Timestamp(last) - pd.Timedelta("1h")).strftime("%Y-%m-%dT%H:%M")
+    res = cli.invoke(app, ["predict", "--as-of", origin])
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(app, ["accuracy", "--by", "step", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert all(r["n"] > 0 and r["mae"] >= 0 and 0 <= r["coverage_pct"] <= 100 for r in rows)
+    res = cli.invoke(app, ["accuracy", "--since", "soon"])
+    assert res.exit_code == 2 and "--since 'soon'" in res.stderr
