@@ -28,8 +28,9 @@ def backfill(
     have; idempotent (re-running replaces the same rows)."""
     log = get_run_logger()
     settings = get_settings(store_url=store_url, models_dir=models_dir)
+    metrics = metrics_range(settings)  # first: a missing store is named before the model
     forecaster, version = load_champion(settings)
-    batches = backfill_batches(settings, start, end, metrics_range(settings), batch_slots)
+    batches = backfill_batches(settings, start, end, metrics, batch_slots)
     written = skipped = 0
     for i, chunk in enumerate(batches, 1):
         history = read_windows(settings, forecaster.spec, chunk)

@@ -90,10 +90,12 @@ def _settings():
     return get_settings()
 
 
-def _ensure_local_dirs(settings) -> None:
-    """Create ./data (or wherever the embedded defaults point) before first use."""
+def _ensure_local_dirs(settings, store: bool = True) -> None:
+    """Create ./data (or wherever the embedded defaults point) before first use: the
+    models folder, and with `store` (only commands that write metrics) the SQLite file's
+    folder; a command that only reads must not create an empty database at a typo."""
     url = settings.store_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+    if store and url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
 
@@ -292,7 +294,7 @@ def train(
     from flows.retrain import retrain
 
     _setup_logging(False, flows=True)
-    _ensure_local_dirs(_settings())
+    _ensure_local_dirs(_settings(), store=False)
     result = _run_flow(
         retrain,
         history_days=history_days,
@@ -387,7 +389,7 @@ def accuracy(
 
     groups = tuple(g.strip() for g in by.split(",") if g.strip())
     try:
-        table = get_store(_settings()).read_accuracy(start=_since(since), by=groups)
+        table = get_store(_settings(), create=False).read_accuracy(start=_since(since), by=groups)
     except StorageError as exc:
         fail(str(exc))
     if as_json:

@@ -75,7 +75,7 @@ def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
     as_slot = to_slot(as_of, freq_ns)
     done: list[int] = []
     if settings.catch_up_slots > 0:
-        written = get_store(settings).issued_slots(
+        written = get_store(settings, create=False).issued_slots(
             slot_ts(as_slot - settings.catch_up_slots, freq_ns), slot_ts(as_slot - 1, freq_ns)
         )
         done = [to_slot(s, freq_ns) for s in written]
@@ -123,7 +123,7 @@ def wait_for_data(settings: Settings, plan: SlotPlan) -> Arrival | None:
     given `as_of` by hand, or with the wait set to 0, does not wait."""
     if plan.scheduled is None or plan.as_of is None or settings.data_wait_seconds <= 0:
         return None
-    store, log = get_store(settings), run_logger()
+    store, log = get_store(settings, create=False), run_logger()
     t0 = time.monotonic()
     while True:
         recent = store.read_recent(plan.as_of, 2)

@@ -33,7 +33,7 @@ def read_profile(settings: Settings, end: pd.Timestamp) -> SeriesProfile:
     hour = int(pd.Timedelta("1h") / step)
     eight = int(pd.Timedelta("8h") / step)
     ranges = [(eight, eight + hour - 1), (2 * eight, 2 * eight + hour - 1)]
-    recent = get_store(settings).read_recent(end, hour, extra_ranges=ranges)
+    recent = get_store(settings, create=False).read_recent(end, hour, extra_ranges=ranges)
     return profile_series(recent, freq_to_ns(settings.freq))
 
 
@@ -44,7 +44,7 @@ def read_history(
     """The last `history_days` of `series_ids` up to `end`, read a day at a time into
     compact arrays (bounded memory; repairs counted as `regularize` counts them). Rows dated
     after `end` (a collector's clock in the future) are ignored and counted."""
-    store = get_store(settings)
+    store = get_store(settings, create=False)
     freq_ns = freq_to_ns(settings.freq)
     step = pd.Timedelta(freq_ns, "ns")
     start = (end - pd.Timedelta(days=settings.history_days)).ceil(step)
@@ -68,7 +68,7 @@ def read_windows(
     settings: Settings, spec: FeatureSpec, slots: Sequence[pd.Timestamp]
 ) -> pd.DataFrame:
     """Every series' rows the model reads for forecasts issued at `slots`: one query."""
-    store = get_store(settings)
+    store = get_store(settings, create=False)
     last, ranges = spec.read_ranges([to_slot(s, spec.freq_ns) for s in slots])
     return store.read_recent(slot_ts(last, spec.freq_ns), 1, extra_ranges=ranges)
 
@@ -94,10 +94,10 @@ def score_forecasts(
 @task(name="issued-slots", **STORAGE_TASK)
 def issued_slots(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     """Forecast origins already written in [start, end] (for catch-up)."""
-    return list(get_store(settings).issued_slots(start, end))
+    return list(get_store(settings, create=False).issued_slots(start, end))
 
 
 @task(name="metrics-range", **STORAGE_TASK)
 def metrics_range(settings: Settings) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
     """(first ts, last ts, number of series) of the metrics, or None when there are none."""
-    return get_store(settings).metrics_range()
+    return get_store(settings, create=False).metrics_range()

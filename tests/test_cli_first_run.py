@@ -72,3 +72,31 @@ def test_a_first_train_that_loses_to_the_baselines_exits_1_and_says_what_next(tw
     assert all(r["n"] > 0 and r["mae"] >= 0 and 0 <= r["coverage_pct"] <= 100 for r in rows)
     res = cli.invoke(app, ["accuracy", "--since", "soon"])
     assert res.exit_code == 2 and "--since 'soon'" in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite-file", "sqlite-folder", "parquet"])
+def test_a_mistyped_store_path_is_named_and_nothing_is_created(
+    harness, tmp_path, monkeypatch, kind
+):
+    from forecast_cli.main import app
+    from tasks.common import forget_stores
+
+    target = {
+        "sqlite-file": tmp_path / "typo.db",
+        "sqlite-folder": tmp_path / "no-such-dir" / "forecast.db",
+        "parquet": tmp_path / "no-such-lake",
+    }[kind]
+    url = str(target) if kind == "parquet" else f"sqlite:///{target}"
+    monkeypatch.setenv("FORECAST_MODELS_DIR", str(tmp_path / "models"))
+    cli = CliRunner()
+    for args in (
+        ["predict"],
+        ["backfill", "--start", "2026-01-01", "--end", "2026-01-01T01:00"],
+        ["train"],
+        ["accuracy"],
+    ):
+        res = cli.invoke(app, ["--store", url, *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert str(target) in res.stderr and "does not exist" in res.stderr, (args, res.stderr)
+        assert not target.exists() and not (tmp_path / "no-such-dir").exists(), args
+    forget_stores()
