@@ -7,6 +7,7 @@ Everything runs through Prefect (a temporary local API in this process).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -52,8 +53,18 @@ def main() -> int:
     n = store.write_metrics(generate_metrics(SERIES, DAYS, settings.freq, seed=0, start=start))
     print(f"    {n:,} metric rows", flush=True)
 
-    print(f"2/3 retrain flow (training budget {settings.train_max_seconds:g}s) ...", flush=True)
-    r = retrain()
+    print(
+        f"2/3 retrain flow (whole-fit budget {settings.train_max_seconds:g}s; one line per epoch) ...",
+        flush=True,
+    )
+    progress = logging.StreamHandler(sys.stdout)
+    progress.setFormatter(logging.Formatter("    %(message)s"))
+    progress.setLevel(logging.INFO)
+    logging.getLogger("lstm.training").addHandler(progress)
+    try:
+        r = retrain()
+    finally:
+        logging.getLogger("lstm.training").removeHandler(progress)
     comp = r["comparison"]
     print(
         f"    model {r['version']}: {'PROMOTED' if r['promoted'] else 'not promoted'} ({r['reason']})"
