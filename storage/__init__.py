@@ -18,7 +18,7 @@ from storage.errors import (
     StorageError,
     WriteError,
 )
-from storage.redact import redact_url
+from storage.redact import redact_text, redact_url
 from storage.url import open_store
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "TableNames",
     "WriteError",
     "open_store",
+    "redact_text",
     "redact_url",
 ]

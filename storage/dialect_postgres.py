@@ -50,7 +50,7 @@ class PostgresDialect(SqlDialect):
         return StorageConnectionError(
             f"cannot connect to postgresql database {u.database!r} at "
             f"{u.host or 'localhost'}:{u.port or 5432} as user {u.username!r}: "
-            f"{self._detail(exc)}"
+            f"{self.detail(exc)}"
         )
 
     def ts_type(self) -> sa.types.TypeEngine:

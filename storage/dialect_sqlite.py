@@ -73,7 +73,7 @@ class SqliteDialect(SqlDialect):
 
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         return StorageConnectionError(
-            f"cannot open SQLite database {self.url.database!r}: {self._detail(exc)}"
+            f"cannot open SQLite database {self.url.database!r}: {self.detail(exc)}"
         )
 
     def ts_type(self) -> sa.types.TypeEngine:

@@ -38,7 +38,7 @@ from storage.errors import (
     is_driver_error,
     is_transient,
 )
-from storage.redact import redact_url
+from storage.redact import encode_userinfo, redact_url
 from storage.sqlaccuracy import summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
@@ -74,6 +74,7 @@ class SqlStore(Store):
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        raw = encode_userinfo(raw)  # user:p@ss@host: the host is what follows the last '@'
         shown = redact_url(raw)
         try:
             sa_url = sa.engine.make_url(raw)
@@ -96,6 +97,12 @@ class SqlStore(Store):
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
             raise self.dialect.connection_error(exc) from None
+        except sa.exc.ProgrammingError as exc:
+            self.engine.dispose()
+            detail = self.dialect.detail(exc)
+            if "connection option" in detail or "invalid dsn" in detail.lower():
+                raise ConfigError(f"cannot use database URL {shown}: {detail}") from None
+            raise
         except BaseException:
             self.engine.dispose()
             raise

@@ -103,7 +103,8 @@ class SqlDialect(ABC):
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         """The error to raise when connecting failed (names the target, never a password)."""
 
-    def _detail(self, exc: BaseException) -> str:
+    def detail(self, exc: BaseException) -> str:
+        """A driver error's message on one line, with every secret masked."""
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return redact_text(" ".join(line.strip() for line in lines), self._raw)
 
