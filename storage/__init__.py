@@ -20,8 +20,10 @@ from storage.errors import (
 )
 from storage.redact import redact_text, redact_url
 from storage.url import open_store
+from storage.validate import MAX_SERIES_ID_LENGTH, invalid_series_ids
 
 __all__ = [
+    "MAX_SERIES_ID_LENGTH",
     "ColumnMap",
     "ConfigError",
     "DataValidationError",
@@ -33,6 +35,7 @@ __all__ = [
     "Store",
     "TableNames",
     "WriteError",
+    "invalid_series_ids",
     "open_store",
     "redact_text",
     "redact_url",

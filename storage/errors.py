@@ -41,6 +41,9 @@ class NaiveTimestampWarning(UserWarning):
 
 
 _SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
+#: SQLSTATE classes that psycopg raises as OperationalError but that fail the same way every
+#: time: 54, program limit exceeded (e.g. an index row over the btree limit).
+_PG_PERMANENT_CLASSES = ("54",)
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -68,6 +71,8 @@ def is_transient(exc: BaseException) -> bool:
     if type(orig).__module__.startswith("psycopg"):
         import psycopg
 
+        if str(getattr(orig, "sqlstate", "") or "").startswith(_PG_PERMANENT_CLASSES):
+            return False
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
     return isinstance(orig, OSError) and not isinstance(
         orig, FileNotFoundError | PermissionError | IsADirectoryError

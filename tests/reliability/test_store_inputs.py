@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from storage import ConfigError, StorageConnectionError, open_store, redact_text, redact_url
+from storage import (
+    MAX_SERIES_ID_LENGTH,
+    ConfigError,
+    DataValidationError,
+    StorageConnectionError,
+    invalid_series_ids,
+    open_store,
+    redact_text,
+    redact_url,
+)
 
 SECRET = "Tr0ub4dor"  # every form below hides this (or a piece of it) somewhere
 
@@ -86,3 +95,49 @@ def test_r19_folders_and_known_urls_still_open(tmp_path, monkeypatch):
     assert open_store(str(tmp_path / "lake2")).backend == "parquet"
     assert open_store(f"parquet://{tmp_path / 'lake3'}").backend == "parquet"
     assert open_store(f"sqlite:///{tmp_path / 'x.db'}").backend == "sqlite"
+
+
+def test_r21_a_series_id_too_long_for_the_index_is_refused_and_named(bare_store):
+    from reliability_helpers import END, forecast_frame, metrics_frame
+
+    long_id = "".join(f"{i:04x}" for i in range(750))  # 3,000 characters, incompressible
+    assert set(invalid_series_ids(["ok", long_id])) == {long_id}
+    assert "512" in invalid_series_ids([long_id])[long_id]
+    for write, frame in (
+        (bare_store.write_metrics, metrics_frame(["ok", long_id])),
+        (bare_store.write_forecasts, forecast_frame(["ok", long_id], END)),
+    ):
+        with pytest.raises(DataValidationError) as info:
+            write(frame)
+        msg = str(info.value)
+        assert long_id[:40] in msg and long_id not in msg, msg  # named, truncated
+        assert str(MAX_SERIES_ID_LENGTH) in msg and "3000 characters" in msg, msg
+    assert bare_store.read_forecasts().empty  # nothing of the frame was written
+    ok = [s for s in ["ok", long_id] if s not in invalid_series_ids(["ok", long_id])]
+    assert bare_store.write_forecasts(forecast_frame(ok, END)) == 12
+
+
+def test_r21_program_limit_exceeded_is_permanent_not_retried():
+    """PostgreSQL's index row limit (SQLSTATE 54000) fails the same way every time."""
+    import uuid
+
+    import sqlalchemy as sa
+    from forecast_test_support import require_postgres
+
+    from storage.errors import is_transient
+
+    engine = sa.create_engine(require_postgres())
+    name = f"t_limit_{uuid.uuid4().hex[:8]}"
+    long_id = "".join(f"{i:04x}" for i in range(750))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {name} (id text PRIMARY KEY)")
+        with pytest.raises(sa.exc.OperationalError) as info, engine.begin() as conn:
+            conn.exec_driver_sql(f"INSERT INTO {name} VALUES (%(id)s)", {"id": long_id})
+        assert info.value.orig.sqlstate.startswith("54"), info.value.orig.sqlstate
+        assert not is_transient(info.value)
+        assert not is_transient(info.value.orig)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        engine.dispose()
