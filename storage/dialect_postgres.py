@@ -19,9 +19,11 @@ from storage.sqldialect import Fault, Fields, SqlDialect
 #: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
 DDL_LOCK_KEY = 0x5707A6E
 
-#: Session settings set on every connection: timestamps in UTC; JIT only slows these
-#: short queries down.
-PG_SESSION = {"TimeZone": "UTC", "jit": "off"}
+#: Session settings set on every connection, whatever the database or role defaults say
+#: (``ALTER DATABASE ... SET``): timestamps in UTC and ISO text (``COPY ... TO`` output is
+#: parsed as ISO), floats in their shortest exact text (``extra_float_digits`` below 1
+#: rounds them); JIT only slows these short queries down.
+PG_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3", "jit": "off"}
 
 
 class PostgresDialect(SqlDialect):
