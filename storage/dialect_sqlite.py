@@ -116,6 +116,17 @@ class SqliteDialect(SqlDialect):
             conn, self.upsert(ins, table, key, tab.column_names), tab, codecs, fault
         )
 
+    def bulk_insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+    ) -> int:
+        ins = self.insert(table).values({c: sa.bindparam(c) for c in tab.column_names})
+        return self._executemany(conn, ins, tab, codecs, fault)
+
     def _executemany(
         self,
         conn: sa.Connection,

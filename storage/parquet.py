@@ -222,6 +222,21 @@ class ParquetStore(Store):
         parts = split_sorted(tab, "issued_at", 1, lambda issued: self._paths.issued_path(issued))
         return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
 
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+        """Each owned slot's file gets exactly ``tab``'s rows for it (removed when none):
+        rows of the old file, of any series, do not survive."""
+        split = split_sorted(tab, "issued_at", 1, self._paths.issued_path) if tab.num_rows else []
+        by_path = dict(split)
+        order = [("step", "ascending"), ("series_id", "ascending")]
+
+        def replaced(new: pa.Table | None) -> Plan:
+            return lambda _old: None if new is None else new.sort_by(order)
+
+        paths = [self._paths.issued_path(us) for us in owned]
+        plans = [(path, replaced(by_path.get(path))) for path in paths]
+        self._files.write(plans, tab.num_rows)
+        return tab.num_rows
+
     def _forecast_candidates(
         self, issued: int | None, lo: int | None, hi: int | None
     ) -> list[Path]:

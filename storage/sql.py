@@ -39,7 +39,7 @@ from storage.errors import (
     is_transient,
 )
 from storage.redact import encode_userinfo, redact_url
-from storage.sqlaccuracy import summary_frame, summary_select
+from storage.sqlaccuracy import score_select, summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
 from storage.sqlschema import (
@@ -286,6 +286,16 @@ class SqlStore(Store):
             _fault_point("before_commit")
         return n
 
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+        f, key = self.forecasts, list(FORECAST_KEY)
+        issued = f.c.issued_at.in_([self._grid.param(us) for us in owned])
+        with self.engine.begin() as conn, self._write_errors(f, tab.num_rows, key):
+            conn.execute(sa.delete(f).where(issued))
+            _fault_point("deleted")
+            n = self.dialect.bulk_insert(conn, f, tab, self._ts_codecs(f), _fault)
+            _fault_point("before_commit")
+        return n
+
     def _read_table(self, source: sa.FromClause, schema: pa.Schema, where: list) -> pa.Table:
         codecs = {
             name: (self._fine if name in ("created_at", "scored_at") else self._grid)
@@ -362,38 +372,14 @@ class SqlStore(Store):
         layout = self._metrics_layout()
         if not self.dialect.can_score_in_sql(layout):
             return self._score_generic(lo, hi, scored_at)
-        cm, m, f, a = self.columns, layout.table, self.forecasts, self.accuracy
-        y = m.c[cm.target_col]
-        sel = (
-            sa.select(
-                f.c.series_id,
-                f.c.issued_at,
-                f.c.step,
-                f.c.target_ts,
-                f.c.model_version,
-                y,
-                f.c.yhat,
-                f.c.yhat_lower,
-                f.c.yhat_upper,
-                f.c.level,
-                sa.func.abs(y - f.c.yhat),
-                sa.and_(y >= f.c.yhat_lower, y <= f.c.yhat_upper),
-                sa.literal(self._fine.param(scored_at), type_=a.c.scored_at.type),
-            )
-            .select_from(
-                f.join(
-                    m,
-                    sa.and_(
-                        self._id_expr(layout) == f.c.series_id,
-                        m.c[cm.time_col] == f.c.target_ts,
-                    ),
-                )
-            )
-            .where(
-                f.c.target_ts > sa.literal(self._grid.param(lo), f.c.target_ts.type),
-                f.c.target_ts <= sa.literal(self._grid.param(hi), f.c.target_ts.type),
-                y.is_not(None),
-            )
+        a = self.accuracy
+        sel = score_select(
+            self.forecasts,
+            layout.table,
+            self._id_expr(layout),
+            self.columns,
+            (self._grid.param(lo), self._grid.param(hi)),
+            sa.literal(self._fine.param(scored_at), type_=a.c.scored_at.type),
         )
         cols = [c.name for c in a.columns]
         ins = self.dialect.upsert(

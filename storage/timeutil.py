@@ -80,6 +80,30 @@ def scalar_to_us(value: object, what: str, warn: NaiveWarner) -> int:
     return timestamp_us(ts)
 
 
+def slots_to_us(slots: object, freq_us: int, warn: NaiveWarner) -> list[int]:
+    """Forecast slots (timestamps, or slot numbers ``issued_at // freq``) as sorted, unique
+    epoch microseconds on the grid."""
+    if isinstance(slots, str | dt.datetime | pd.Timestamp | np.datetime64 | int | np.integer):
+        slots = [slots]
+    try:
+        items = list(slots)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigError(
+            f"slots must be a list of issued_at values, got {type(slots).__name__}"
+        ) from None
+    out = set()
+    for item in items:
+        if isinstance(item, bool):
+            raise ConfigError(f"slots: {item!r} is not a timestamp or slot number")
+        if isinstance(item, int | np.integer):
+            out.add(int(item) * freq_us)
+            continue
+        us = scalar_to_us(item, "slots", warn)
+        check_on_grid(us, freq_us, "slots")
+        out.add(us)
+    return sorted(out)
+
+
 def check_on_grid(us: int, freq_us: int, what: str) -> None:
     """Raise if one timestamp argument is not on the slot grid."""
     if us % freq_us:

@@ -286,6 +286,20 @@ def forecasts_table(
     return pa.Table.from_arrays(arrays, schema=FORECAST_SCHEMA)
 
 
+def check_issued_within(tab: pa.Table, owned: list[int]) -> None:
+    """Refuse forecast rows issued outside the slots a write owns."""
+    issued = tab["issued_at"].cast(pa.int64()).to_numpy()
+    outside = np.flatnonzero(~np.isin(issued, np.asarray(owned, dtype="int64")))
+    if len(outside):
+        i = int(outside[0])
+        shown = ", ".join(fmt_us(u) for u in owned[:3]) + (", ..." if len(owned) > 3 else "")
+        raise DataValidationError(
+            f"write_forecasts: {len(outside)} row(s) issued outside the slots the write owns "
+            f"(first: series {tab['series_id'][i].as_py()!r}, issued_at {fmt_us(issued[i])}); "
+            f"slots: {shown}"
+        )
+
+
 def now_us() -> int:
     """The current time as epoch microseconds."""
     return int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
