@@ -40,7 +40,13 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError, SchemaError
-from storage.parquetfiles import FolderWriter, Plan, merge, split_sorted
+from storage.parquetfiles import (
+    FolderWriter,
+    Plan,
+    merge,
+    remove_stale_temp_files,
+    split_sorted,
+)
 from storage.parquetpaths import HOUR_US, FolderLayout
 
 
@@ -78,6 +84,8 @@ class ParquetStore(Store):
             ) from None
         self._paths = FolderLayout(self.root, self.tables)
         self._files = FolderWriter(self.root, fsync, _fault)
+        #: Temporary files of killed writers removed when the store opened.
+        self.stale_temp_files_removed = remove_stale_temp_files(self._paths.date_folders())
 
     # ------------------------------------------------------------ file writes
     def _upsert_files(

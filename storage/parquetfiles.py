@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,11 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 ROW_GROUP_ROWS = 65_536
+
+#: Temporary files of a write (``.<name>.<uuid hex>.tmp``) older than this are leftovers of
+#: a killed writer and are removed; younger ones may be a write in progress elsewhere.
+TEMP_MAX_AGE_S = 3600.0
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
 #: What a write does to one file: the new content from the stored one (None when absent);
 #: returning None removes the file.
@@ -62,9 +69,11 @@ class FolderWriter:
 
     def write(self, plans: list[tuple[Path, Plan]], n_rows: int) -> None:
         """Under the lock, give each file the content ``plan(stored table or None)``; every
-        file is staged before the first one is replaced. ``n_rows`` is for messages."""
+        file is staged before the first one is replaced. ``n_rows`` is for messages. Stale
+        temporary files in the folders written are removed first."""
         staged: list[tuple[Path | None, Path]] = []
         with self.lock():
+            remove_stale_temp_files({path.parent for path, _ in plans})
             try:
                 for path, plan in plans:
                     old = pq.read_table(path) if path.exists() else None
@@ -126,6 +135,31 @@ class FolderWriter:
         if self.fsync:
             for d in dirs:
                 _fsync(d)
+
+
+def remove_stale_temp_files(
+    folders: Iterable[Path], max_age_s: float = TEMP_MAX_AGE_S, now: float | None = None
+) -> int:
+    """Remove this package's temporary files (``.<name>.<uuid>.tmp``) whose last change is
+    older than ``max_age_s`` from ``folders`` (by age only: a process id says nothing about
+    another host or container); returns how many were removed."""
+    cutoff = (time.time() if now is None else now) - max_age_s
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not _TEMP_NAME.match(entry.name):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff and entry.is_file():
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:  # gone already (another clean-up), or not ours to remove
+                continue
+    return removed
 
 
 def _fsync(path: Path) -> None:

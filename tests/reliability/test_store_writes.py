@@ -70,3 +70,40 @@ def test_r20_a_failure_half_way_through_an_owning_write_keeps_the_old_rows(bare_
         bare_store.write_forecasts(forecast_frame(["a"], S, "v2"), slots=[S])
     assert reached, "no fault point was reached"
     pd.testing.assert_frame_equal(bare_store.read_forecasts(issued_at=S), old)
+
+
+def _temp(folder, name, age_s):
+    import os
+    import time
+    import uuid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+    path.write_bytes(b"PAR1 half a file")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_r24_parquet_temp_files_of_killed_writers_are_removed_by_age_only(tmp_path):
+    from storage import open_store
+
+    root = tmp_path / "lake"
+    day = "date=2026-03-02"
+    stale = [
+        _temp(root / "forecasts" / day, "20260302T120000Z.parquet", 2 * 3600),
+        _temp(root / "metrics" / day, "part-11.parquet", 25 * 3600),
+        _temp(root / "forecast_accuracy" / day, "part-11.parquet", 3 * 3600),
+    ]
+    fresh = _temp(root / "forecasts" / day, "20260302T115500Z.parquet", 60)
+    other = root / "forecasts" / day / ".keep"  # not a temp file of the store
+    other.write_text("")
+    store = open_store(str(root))
+    assert store.stale_temp_files_removed == 3
+    assert [p.exists() for p in stale] == [False] * 3
+    assert fresh.exists() and other.exists()
+    # a write collects the stale ones in the folder it writes (e.g. a kill after opening)
+    late = _temp(root / "forecasts" / day, "20260302T120000Z.parquet", 2 * 3600)
+    store.write_forecasts(forecast_frame(["a"], S))
+    assert not late.exists() and fresh.exists()
+    assert len(store.read_forecasts(issued_at=S)) == 12
