@@ -16,6 +16,7 @@ from storage.errors import (
     SchemaError,
     StorageConnectionError,
     StorageError,
+    TimestampRangeWarning,
     WriteError,
 )
 from storage.redact import redact_text, redact_url
@@ -34,6 +35,7 @@ __all__ = [
     "StorageError",
     "Store",
     "TableNames",
+    "TimestampRangeWarning",
     "WriteError",
     "invalid_series_ids",
     "open_store",

@@ -30,6 +30,7 @@ from storage.columns import (
 from storage.errors import ConfigError
 from storage.timeutil import (
     NaiveWarner,
+    RangeSkipper,
     check_on_grid,
     parse_freq,
     scalar_to_us,
@@ -107,6 +108,10 @@ class Store(ABC):
         self.max_horizon = max_horizon
         self._url = url
         self._warn = NaiveWarner()
+        self._skip = RangeSkipper(self.tables.metrics)
+        #: Metrics rows reads skipped, by reason (``ts_out_of_range``: a timestamp outside
+        #: the supported range or unreadable, e.g. written into a user's table with SQL).
+        self.skipped_rows: dict[str, int] = self._skip.counts
 
     # ------------------------------------------------------------------ helpers
     def _ts_arg(self, value: object, what: str) -> int | None:
@@ -157,7 +162,7 @@ class Store(ABC):
         """
         lo, hi = self._bounds(start, end)
         ids = self._series_arg(series_ids)
-        tab = self._read_metrics([(lo, hi)], ids)
+        tab = self._skip.filter(self._read_metrics([(lo, hi)], ids))
         return to_frame(sort_table(tab, [SERIES_ID, TS]))
 
     def recent_ranges(
@@ -201,7 +206,7 @@ class Store(ABC):
         """
         ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
         ids = self._series_arg(series_ids)
-        tab = self._read_metrics(list(ranges), ids)
+        tab = self._skip.filter(self._read_metrics(list(ranges), ids))
         return to_frame(sort_table(tab, [SERIES_ID, TS]))
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
@@ -209,7 +214,11 @@ class Store(ABC):
         r = self._metrics_range()
         if r is None:
             return None
-        lo, hi, n = r
+        lo, hi, n, skipped = r
+        if skipped:
+            self._skip.count(skipped)
+        if not n:
+            return None
         return us_to_timestamp(lo), us_to_timestamp(hi), int(n)
 
     # ---------------------------------------------------------------- forecasts
@@ -394,7 +403,8 @@ class Store(ABC):
         """Rows whose ts lies in any of the closed ``ranges``; canonical names."""
 
     @abstractmethod
-    def _metrics_range(self) -> tuple[int, int, int] | None: ...
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
+        """(first ts, last ts, series, rows skipped) of readable rows; None when empty."""
 
     @abstractmethod
     def _write_forecasts(self, tab: pa.Table) -> int: ...

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from storage.errors import SchemaError, StorageConnectionError
-from storage.sqlcodec import PgCodec, TsCodec
+from storage.sqlcodec import PgCodec, TsCodec, tolerant_cast
 from storage.sqldialect import Fault, Fields, SqlDialect
 
 #: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
@@ -167,20 +167,30 @@ class PostgresDialect(SqlDialect):
             raw.rollback()
         if buf.tell() == 0:
             return pa.schema(fields).empty_table()
-        buf.seek(0)
-        return pacsv.read_csv(
-            buf,
-            read_options=pacsv.ReadOptions(
-                column_names=[n for n, _ in fields], block_size=16 << 20
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict(fields),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
+        try:
+            return _read_csv(buf, fields)
+        except pa.ArrowInvalid:  # e.g. a user's row dated 'infinity' or '0044-03-15 BC'
+            loose = [(n, pa.string() if pa.types.is_timestamp(t) else t) for n, t in fields]
+            tab = _read_csv(buf, loose)
+            for i, (name, typ) in enumerate(fields):
+                if pa.types.is_timestamp(typ):
+                    tab = tab.set_column(i, name, tolerant_cast(tab[name], typ))
+            return tab
+
+
+def _read_csv(buf: io.BytesIO, fields: Fields) -> pa.Table:
+    buf.seek(0)
+    return pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=[n for n, _ in fields], block_size=16 << 20),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(fields),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
 
 
 def _stage_type(typ: pa.DataType, is_time: bool) -> sa.types.TypeEngine:

@@ -36,6 +36,12 @@ class NonNumericValueWarning(UserWarning):
     read as missing (NaN) so the reader can count and repair or skip them per series."""
 
 
+class TimestampRangeWarning(UserWarning):
+    """Metrics rows with a timestamp outside the supported range (or unreadable), e.g.
+    written into a user's table with plain SQL, were skipped by a read (and counted in
+    ``Store.skipped_rows``)."""
+
+
 class NaiveTimestampWarning(UserWarning):
     """A timezone-naive timestamp was given; it is taken to be UTC."""
 

@@ -48,6 +48,7 @@ from storage.parquetfiles import (
     split_sorted,
 )
 from storage.parquetpaths import HOUR_US, FolderLayout
+from storage.timeutil import outside_ts_range
 
 
 def _fault_point(label: str) -> None:
@@ -204,7 +205,7 @@ class ParquetStore(Store):
         tab = dataset.to_table(columns=cols, filter=expr)
         return _canonical_metrics(tab, out_names)
 
-    def _metrics_range(self) -> tuple[int, int, int] | None:
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
         cm = self.columns
         files = self._paths.all_files(self.tables.metrics)
         schema = self._metrics_schema(files)
@@ -221,9 +222,14 @@ class ParquetStore(Store):
             if tab[cm.time_col].type.tz
             else (tab[cm.time_col].cast(pa.timestamp("us")).cast(TS_TYPE))
         )
+        bad = outside_ts_range(ts)
+        skipped = int(pc.sum(bad).as_py() or 0)
+        ts, ids = ts.filter(pc.invert(bad)), tab[cm.id_col].filter(pc.invert(bad))
+        if len(ts) == 0:
+            return (0, 0, 0, skipped) if skipped else None
         mm = pc.min_max(ts)
-        n = pc.count_distinct(tab[cm.id_col].cast(pa.string())).as_py()
-        return mm["min"].value, mm["max"].value, int(n)
+        n = pc.count_distinct(ids.cast(pa.string())).as_py()
+        return mm["min"].value, mm["max"].value, int(n), skipped
 
     # -------------------------------------------------------------- forecasts
     def _write_forecasts(self, tab: pa.Table) -> int:

@@ -50,7 +50,7 @@ from storage.sqlschema import (
     latest_view_sql,
     new_metrics_table,
 )
-from storage.timeutil import timestamp_us
+from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
 
 
 def _fault_point(label: str) -> None:
@@ -234,19 +234,25 @@ class SqlStore(Store):
         tab = self._fetch(stmt, fields)
         return tab.set_column(1, TS, codec.decode(tab[TS]))
 
-    def _metrics_range(self) -> tuple[int, int, int] | None:
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
         layout = self._metrics_layout()
         t, cm, codec = layout.table, self.columns, layout.codec
-        stmt = sa.select(
-            sa.func.min(t.c[cm.time_col]),
-            sa.func.max(t.c[cm.time_col]),
-            sa.func.count(sa.distinct(t.c[cm.id_col])),
+        tcol = t.c[cm.time_col]
+        inside = sa.and_(
+            tcol >= sa.literal(codec.param(TS_MIN_US), tcol.type),
+            tcol < sa.literal(codec.param(TS_END_US), tcol.type),
+        )
+        stmt = sa.select(  # one scan: the range of readable rows, and how many are not
+            sa.func.min(sa.case((inside, tcol))),
+            sa.func.max(sa.case((inside, tcol))),
+            sa.func.count(sa.distinct(sa.case((inside, t.c[cm.id_col])))),
+            sa.func.count() - sa.func.count(sa.case((inside, 1))),
         )
         with self.engine.connect() as conn:
-            lo, hi, n = conn.execute(stmt).one()
+            lo, hi, n, skipped = conn.execute(stmt).one()
         if lo is None or not n:
-            return None
-        return _scalar_us(codec, lo), _scalar_us(codec, hi), int(n)
+            return None if not skipped else (0, 0, 0, int(skipped))
+        return _scalar_us(codec, lo), _scalar_us(codec, hi), int(n), int(skipped or 0)
 
     # -------------------------------------------------------------- forecasts
     def _ts_codecs(self, table: sa.Table) -> dict[str, TsCodec]:

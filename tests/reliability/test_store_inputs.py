@@ -3,6 +3,7 @@ secret, open the wrong backend, be retried for ever, or poison later reads."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from storage import (
@@ -10,6 +11,7 @@ from storage import (
     ConfigError,
     DataValidationError,
     StorageConnectionError,
+    TimestampRangeWarning,
     invalid_series_ids,
     open_store,
     redact_text,
@@ -141,3 +143,84 @@ def test_r21_program_limit_exceeded_is_permanent_not_retried():
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [pd.Timestamp("0999-01-01", tz="UTC"), pd.Timestamp("2300-01-01", tz="UTC"), "1899-12-31"],
+)
+def test_r23_a_timestamp_outside_the_supported_range_is_refused_at_write(bare_store, value):
+    from reliability_helpers import END, forecast_frame, metrics_frame
+
+    frame = metrics_frame(["good", "odd"])
+    frame["ts"] = frame["ts"].astype(object)
+    frame.loc[frame.index[-1], "ts"] = (
+        pd.Timestamp(value, tz="UTC") if isinstance(value, str) else value
+    )
+    with pytest.raises(DataValidationError, match=r"outside the supported range") as info:
+        bare_store.write_metrics(frame)
+    assert "'odd'" in str(info.value) and str(pd.Timestamp(value).year) in str(info.value)
+    fc = forecast_frame(["odd"], END)
+    fc["created_at"] = pd.Timestamp(value, tz="UTC") if isinstance(value, str) else value
+    with pytest.raises(DataValidationError, match=r"outside the supported range"):
+        bare_store.write_forecasts(fc)
+    assert bare_store.read_forecasts().empty  # nothing of either frame was written
+
+
+BAD_TS = {  # rows a user wrote with plain SQL / pyarrow: out of range or unreadable
+    "sqlite": [
+        "999-01-01 00:00:00+00:00",
+        "0999-06-01 00:00:00+00:00",
+        "2300-01-01 00:00:00+00:00",
+    ],
+    "postgres": ["0999-01-01 00:00:00+00", "infinity", "0044-03-15 00:00:00+00 BC"],
+}
+
+
+def _user_table_with_bad_rows(store, good: pd.DataFrame) -> None:
+    """Good rows through the store, then bad rows behind its back (plain SQL or pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    store.write_metrics(good)
+    if store.backend == "parquet":
+        folder = store.root / store.tables.metrics / "date=2026-03-02"
+        ts = pa.array([-30_000_000_000_000_000, 10_000_000_000_000_000], pa.int64())
+        pq.write_table(
+            pa.table(
+                {
+                    "series_id": ["bad", "bad"],
+                    "ts": ts.cast(pa.timestamp("us", tz="UTC")),
+                    "value": [1.0, 2.0],
+                }
+            ),
+            folder / "user-extra.parquet",
+        )
+        return
+    with store.engine.begin() as conn:
+        for i, text in enumerate(BAD_TS[store.backend]):
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {store.tables.metrics} (series_id, ts, value) VALUES (:s, :t, :v)"
+                ),
+                {"s": "bad", "t": text, "v": float(i)},
+            )
+
+
+def test_r23_a_read_meeting_out_of_range_rows_skips_and_counts_them(bare_store):
+    from reliability_helpers import END, metrics_frame
+
+    good = metrics_frame(["a", "b"], n=24)
+    _user_table_with_bad_rows(bare_store, good)
+    with pytest.warns(TimestampRangeWarning, match=r"(2|3) metrics row\(s\)"):
+        rows = bare_store.read_metrics()
+    assert len(rows) == len(good) and set(rows.series_id) == {"a", "b"}
+    assert bare_store.skipped_rows["ts_out_of_range"] in (2, 3)
+    with pytest.warns(TimestampRangeWarning):
+        first, last, n = bare_store.metrics_range()
+    assert (first, last, n) == (good.ts.min(), good.ts.max(), 2)
+    recent = bare_store.read_recent(END, 12)  # the scheduled read never meets them
+    assert len(recent) == 24
+    with pytest.warns(TimestampRangeWarning):  # open-ended: meets the rows after 2262
+        assert bare_store.read_metrics(start=good.ts.min()).shape[0] == len(good)
