@@ -242,12 +242,10 @@ class ParquetStore(Store):
         split = split_sorted(tab, "issued_at", 1, self._paths.issued_path) if tab.num_rows else []
         by_path = dict(split)
         order = [("step", "ascending"), ("series_id", "ascending")]
-
-        def replaced(new: pa.Table | None) -> Plan:
-            return lambda _old: None if new is None else new.sort_by(order)
-
-        paths = [self._paths.issued_path(us) for us in owned]
-        plans = [(path, replaced(by_path.get(path))) for path in paths]
+        plans: list[tuple[Path, Plan]] = []
+        for path in (self._paths.issued_path(us) for us in owned):
+            new = by_path.get(path)
+            plans.append((path, None if new is None else new.sort_by(order)))
         self._files.write(plans, tab.num_rows)
         return tab.num_rows
 

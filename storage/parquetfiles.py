@@ -37,9 +37,9 @@ ROW_GROUP_ROWS = 65_536
 TEMP_MAX_AGE_S = 3600.0
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 
-#: What a write does to one file: the new content from the stored one (None when absent);
-#: returning None removes the file.
-Plan = Callable[[pa.Table | None], pa.Table | None]
+#: What a write does to one file: the new content from the stored one (None when absent),
+#: or the new content itself (the stored file is not read); None removes the file.
+Plan = Callable[[pa.Table | None], pa.Table | None] | pa.Table | None
 
 
 class FolderWriter:
@@ -68,7 +68,8 @@ class FolderWriter:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def write(self, plans: list[tuple[Path, Plan]], n_rows: int) -> None:
-        """Under the lock, give each file the content ``plan(stored table or None)``; every
+        """Under the lock, give each file the content ``plan(stored table or None)`` (or
+        ``plan`` itself when it is a table or None); every
         file is staged before the first one is replaced. ``n_rows`` is for messages. Stale
         temporary files in the folders written are removed first."""
         staged: list[tuple[Path | None, Path]] = []
@@ -76,10 +77,13 @@ class FolderWriter:
             remove_stale_temp_files({path.parent for path, _ in plans})
             try:
                 for path, plan in plans:
-                    old = pq.read_table(path) if path.exists() else None
-                    new = plan(old)
+                    exists = path.exists()
+                    if callable(plan):
+                        new = plan(pq.read_table(path) if exists else None)
+                    else:
+                        new = plan
                     if new is None:
-                        if old is not None:
+                        if exists:
                             staged.append((None, path))
                         continue
                     staged.append((self._stage(path, new), path))
