@@ -111,9 +111,9 @@ def _run_flow(fn, **params):
     try:
         return fn(**{k: v for k, v in params.items() if v is not None})
     except (ForecastError, StorageError, ValueError, ForecastShortfall) as exc:
-        from storage import redact_url
+        from storage import redact_text
 
-        fail(redact_url(str(exc)))
+        fail(redact_text(str(exc)))
 
 
 def _strict(obj):

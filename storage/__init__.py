@@ -16,12 +16,15 @@ from storage.errors import (
     SchemaError,
     StorageConnectionError,
     StorageError,
+    TimestampRangeWarning,
     WriteError,
 )
-from storage.redact import redact_url
+from storage.redact import redact_text, redact_url
 from storage.url import open_store
+from storage.validate import MAX_SERIES_ID_LENGTH, invalid_series_ids
 
 __all__ = [
+    "MAX_SERIES_ID_LENGTH",
     "ColumnMap",
     "ConfigError",
     "DataValidationError",
@@ -32,7 +35,10 @@ __all__ = [
     "StorageError",
     "Store",
     "TableNames",
+    "TimestampRangeWarning",
     "WriteError",
+    "invalid_series_ids",
     "open_store",
+    "redact_text",
     "redact_url",
 ]

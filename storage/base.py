@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
+from storage.accuracy import summarize_accuracy
 from storage.columns import (
     ACCURACY_GROUPS,
-    ACCURACY_SUMMARY,
     FORECAST_SCHEMA,
     SERIES_ID,
     TS,
@@ -30,12 +30,20 @@ from storage.columns import (
 from storage.errors import ConfigError
 from storage.timeutil import (
     NaiveWarner,
+    RangeSkipper,
     check_on_grid,
     parse_freq,
     scalar_to_us,
+    slots_to_us,
     us_to_timestamp,
 )
-from storage.validate import forecasts_table, metrics_table, now_us, score_table
+from storage.validate import (
+    check_issued_within,
+    forecasts_table,
+    metrics_table,
+    now_us,
+    score_table,
+)
 
 #: A closed range of epoch microseconds; ``None`` means unbounded on that side.
 Range = tuple[int | None, int | None]
@@ -100,6 +108,10 @@ class Store(ABC):
         self.max_horizon = max_horizon
         self._url = url
         self._warn = NaiveWarner()
+        self._skip = RangeSkipper(self.tables.metrics)
+        #: Metrics rows reads skipped, by reason (``ts_out_of_range``: a timestamp outside
+        #: the supported range or unreadable, e.g. written into a user's table with SQL).
+        self.skipped_rows: dict[str, int] = self._skip.counts
 
     # ------------------------------------------------------------------ helpers
     def _ts_arg(self, value: object, what: str) -> int | None:
@@ -150,7 +162,7 @@ class Store(ABC):
         """
         lo, hi = self._bounds(start, end)
         ids = self._series_arg(series_ids)
-        tab = self._read_metrics([(lo, hi)], ids)
+        tab = self._skip.filter(self._read_metrics([(lo, hi)], ids))
         return to_frame(sort_table(tab, [SERIES_ID, TS]))
 
     def recent_ranges(
@@ -194,7 +206,7 @@ class Store(ABC):
         """
         ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
         ids = self._series_arg(series_ids)
-        tab = self._read_metrics(list(ranges), ids)
+        tab = self._skip.filter(self._read_metrics(list(ranges), ids))
         return to_frame(sort_table(tab, [SERIES_ID, TS]))
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
@@ -202,21 +214,37 @@ class Store(ABC):
         r = self._metrics_range()
         if r is None:
             return None
-        lo, hi, n = r
+        lo, hi, n, skipped = r
+        if skipped:
+            self._skip.count(skipped)
+        if not n:
+            return None
         return us_to_timestamp(lo), us_to_timestamp(hi), int(n)
 
     # ---------------------------------------------------------------- forecasts
-    def write_forecasts(self, df: pd.DataFrame) -> int:
-        """Upsert forecasts keyed by (series_id, issued_at, step) in one transaction.
+    def write_forecasts(self, df: pd.DataFrame, *, slots: Sequence[object] | None = None) -> int:
+        """Write forecasts keyed by (series_id, issued_at, step) in one transaction.
 
         Columns: series_id, issued_at, target_ts, step, yhat, yhat_lower, yhat_upper, level,
-        model_version, and optionally created_at (set to now when absent). Writing the same
-        slot again replaces those rows; a failure leaves the stored forecasts as they were.
+        model_version, and optionally created_at (set to now when absent). A failure leaves
+        the stored forecasts as they were.
+
+        Without ``slots`` the write is an upsert: rows with the same key are replaced, other
+        rows stay. With ``slots`` (issued_at values: timestamps, or slot numbers
+        ``issued_at // freq`` since the epoch) the write owns those slots: every stored row
+        issued at one of them is replaced by ``df``'s rows, so a series skipped by a re-run
+        keeps no rows of the earlier run (``df`` may be empty: the slots are emptied). Rows
+        of ``df`` issued outside ``slots`` are a DataValidationError.
         """
-        tab = forecasts_table(df, self._freq_us, self.max_horizon, self._warn, now_us())
-        if tab.num_rows == 0:
-            return 0
-        return self._write_forecasts(tab)
+        owned = None if slots is None else slots_to_us(slots, self._freq_us, self._warn)
+        if owned is not None and isinstance(df, pd.DataFrame) and len(df) == 0:
+            tab = FORECAST_SCHEMA.empty_table()
+        else:
+            tab = forecasts_table(df, self._freq_us, self.max_horizon, self._warn, now_us())
+        if owned is None:
+            return self._write_forecasts(tab) if tab.num_rows else 0
+        check_issued_within(tab, owned)
+        return self._replace_forecasts(tab, owned) if owned else 0
 
     def read_forecasts(
         self,
@@ -375,10 +403,15 @@ class Store(ABC):
         """Rows whose ts lies in any of the closed ``ranges``; canonical names."""
 
     @abstractmethod
-    def _metrics_range(self) -> tuple[int, int, int] | None: ...
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
+        """(first ts, last ts, series, rows skipped) of readable rows; None when empty."""
 
     @abstractmethod
     def _write_forecasts(self, tab: pa.Table) -> int: ...
+
+    @abstractmethod
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+        """In one transaction: remove every row issued at ``owned``, then write ``tab``."""
 
     @abstractmethod
     def _read_forecasts(
@@ -404,40 +437,3 @@ class Store(ABC):
 
     @abstractmethod
     def _row_counts(self) -> dict[str, int]: ...
-
-
-def summarize_accuracy(rows: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
-    """n, MAE, WAPE % and coverage % of accuracy rows, grouped by ``by``."""
-    cols = [*by, *ACCURACY_SUMMARY]
-    if rows.empty:
-        empty = pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols})
-        for b in by:
-            empty[b] = pd.Series([], dtype=rows[b].dtype if b in rows else "object")
-        empty["n"] = empty["n"].astype("int64")
-        return empty[cols]
-    work = pd.DataFrame(
-        {
-            **{b: rows[b] for b in by},
-            "_err": rows["abs_error"].astype("float64"),
-            "_absy": rows["y"].abs().astype("float64"),
-            "_cov": rows["covered"].astype("float64"),
-        }
-    )
-    if not by:
-        work["_all"] = 0
-    g = work.groupby(list(by) or ["_all"], sort=True)
-    out = pd.DataFrame(
-        {
-            "n": g["_err"].size().astype("int64"),
-            "mae": g["_err"].mean(),
-            "_sum_err": g["_err"].sum(),
-            "_sum_y": g["_absy"].sum(),
-            "coverage_pct": 100.0 * g["_cov"].mean(),
-        }
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["wape_pct"] = np.where(
-            out["_sum_y"] > 0, 100.0 * out["_sum_err"] / out["_sum_y"], np.nan
-        )
-    out = out.reset_index(drop=not by)
-    return out[cols]

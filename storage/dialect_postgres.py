@@ -8,20 +8,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from storage.errors import SchemaError, StorageConnectionError
-from storage.sqlcodec import PgCodec, TsCodec
+from storage.sqlcodec import PgCodec, TsCodec, tolerant_cast
 from storage.sqldialect import Fault, Fields, SqlDialect
 
 #: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
 DDL_LOCK_KEY = 0x5707A6E
 
-#: Session settings set on every connection: timestamps in UTC; JIT only slows these
-#: short queries down.
-PG_SESSION = {"TimeZone": "UTC", "jit": "off"}
+#: Session settings set on every connection, whatever the database or role defaults say
+#: (``ALTER DATABASE ... SET``): timestamps in UTC and ISO text (``COPY ... TO`` output is
+#: parsed as ISO), floats in their shortest exact text (``extra_float_digits`` below 1
+#: rounds them); JIT only slows these short queries down.
+PG_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3", "jit": "off"}
 
 
 class PostgresDialect(SqlDialect):
@@ -50,7 +53,7 @@ class PostgresDialect(SqlDialect):
         return StorageConnectionError(
             f"cannot connect to postgresql database {u.database!r} at "
             f"{u.host or 'localhost'}:{u.port or 5432} as user {u.username!r}: "
-            f"{self._detail(exc)}"
+            f"{self.detail(exc)}"
         )
 
     def ts_type(self) -> sa.types.TypeEngine:
@@ -118,6 +121,28 @@ class PostgresDialect(SqlDialect):
         conn.execute(self.upsert(ins, table, key, cols))
         return tab.num_rows
 
+    def bulk_insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+    ) -> int:
+        """``COPY`` straight into the table: timestamps as ISO text in UTC (the session's
+        DateStyle and TimeZone are pinned, ``PG_SESSION``)."""
+        ship = tab
+        for c in codecs:
+            aware = getattr(table.c[c].type, "timezone", True)
+            text = pc.strftime(ship[c], format="%Y-%m-%d %H:%M:%S", locale="C")
+            if aware:
+                text = pc.binary_join_element_wise(text, "+00", "")
+            ship = ship.set_column(ship.schema.get_field_index(c), c, text)
+        if tab.num_rows:
+            self._copy_in(conn, table.name, ship)
+        fault("copied")
+        return tab.num_rows
+
     def _copy_in(self, conn: sa.Connection, table_name: str, tab: pa.Table) -> None:
         buf = io.BytesIO()
         pacsv.write_csv(tab, buf, pacsv.WriteOptions(include_header=False))
@@ -142,20 +167,30 @@ class PostgresDialect(SqlDialect):
             raw.rollback()
         if buf.tell() == 0:
             return pa.schema(fields).empty_table()
-        buf.seek(0)
-        return pacsv.read_csv(
-            buf,
-            read_options=pacsv.ReadOptions(
-                column_names=[n for n, _ in fields], block_size=16 << 20
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict(fields),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
+        try:
+            return _read_csv(buf, fields)
+        except pa.ArrowInvalid:  # e.g. a user's row dated 'infinity' or '0044-03-15 BC'
+            loose = [(n, pa.string() if pa.types.is_timestamp(t) else t) for n, t in fields]
+            tab = _read_csv(buf, loose)
+            for i, (name, typ) in enumerate(fields):
+                if pa.types.is_timestamp(typ):
+                    tab = tab.set_column(i, name, tolerant_cast(tab[name], typ))
+            return tab
+
+
+def _read_csv(buf: io.BytesIO, fields: Fields) -> pa.Table:
+    buf.seek(0)
+    return pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=[n for n, _ in fields], block_size=16 << 20),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(fields),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
 
 
 def _stage_type(typ: pa.DataType, is_time: bool) -> sa.types.TypeEngine:

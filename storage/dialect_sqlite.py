@@ -73,7 +73,7 @@ class SqliteDialect(SqlDialect):
 
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         return StorageConnectionError(
-            f"cannot open SQLite database {self.url.database!r}: {self._detail(exc)}"
+            f"cannot open SQLite database {self.url.database!r}: {self.detail(exc)}"
         )
 
     def ts_type(self) -> sa.types.TypeEngine:
@@ -115,6 +115,17 @@ class SqliteDialect(SqlDialect):
         return self._executemany(
             conn, self.upsert(ins, table, key, tab.column_names), tab, codecs, fault
         )
+
+    def bulk_insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+    ) -> int:
+        ins = self.insert(table).values({c: sa.bindparam(c) for c in tab.column_names})
+        return self._executemany(conn, ins, tab, codecs, fault)
 
     def _executemany(
         self,

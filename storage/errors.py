@@ -36,11 +36,20 @@ class NonNumericValueWarning(UserWarning):
     read as missing (NaN) so the reader can count and repair or skip them per series."""
 
 
+class TimestampRangeWarning(UserWarning):
+    """Metrics rows with a timestamp outside the supported range (or unreadable), e.g.
+    written into a user's table with plain SQL, were skipped by a read (and counted in
+    ``Store.skipped_rows``)."""
+
+
 class NaiveTimestampWarning(UserWarning):
     """A timezone-naive timestamp was given; it is taken to be UTC."""
 
 
 _SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
+#: SQLSTATE classes that psycopg raises as OperationalError but that fail the same way every
+#: time: 54, program limit exceeded (e.g. an index row over the btree limit).
+_PG_PERMANENT_CLASSES = ("54",)
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -68,6 +77,8 @@ def is_transient(exc: BaseException) -> bool:
     if type(orig).__module__.startswith("psycopg"):
         import psycopg
 
+        if str(getattr(orig, "sqlstate", "") or "").startswith(_PG_PERMANENT_CLASSES):
+            return False
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
     return isinstance(orig, OSError) and not isinstance(
         orig, FileNotFoundError | PermissionError | IsADirectoryError

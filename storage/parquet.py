@@ -40,8 +40,15 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError, SchemaError
-from storage.parquetfiles import FolderWriter, Plan, merge, split_sorted
+from storage.parquetfiles import (
+    FolderWriter,
+    Plan,
+    merge,
+    remove_stale_temp_files,
+    split_sorted,
+)
 from storage.parquetpaths import HOUR_US, FolderLayout
+from storage.timeutil import outside_ts_range
 
 
 def _fault_point(label: str) -> None:
@@ -78,6 +85,8 @@ class ParquetStore(Store):
             ) from None
         self._paths = FolderLayout(self.root, self.tables)
         self._files = FolderWriter(self.root, fsync, _fault)
+        #: Temporary files of killed writers removed when the store opened.
+        self.stale_temp_files_removed = remove_stale_temp_files(self._paths.date_folders())
 
     # ------------------------------------------------------------ file writes
     def _upsert_files(
@@ -196,7 +205,7 @@ class ParquetStore(Store):
         tab = dataset.to_table(columns=cols, filter=expr)
         return _canonical_metrics(tab, out_names)
 
-    def _metrics_range(self) -> tuple[int, int, int] | None:
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
         cm = self.columns
         files = self._paths.all_files(self.tables.metrics)
         schema = self._metrics_schema(files)
@@ -213,14 +222,32 @@ class ParquetStore(Store):
             if tab[cm.time_col].type.tz
             else (tab[cm.time_col].cast(pa.timestamp("us")).cast(TS_TYPE))
         )
+        bad = outside_ts_range(ts)
+        skipped = int(pc.sum(bad).as_py() or 0)
+        ts, ids = ts.filter(pc.invert(bad)), tab[cm.id_col].filter(pc.invert(bad))
+        if len(ts) == 0:
+            return (0, 0, 0, skipped) if skipped else None
         mm = pc.min_max(ts)
-        n = pc.count_distinct(tab[cm.id_col].cast(pa.string())).as_py()
-        return mm["min"].value, mm["max"].value, int(n)
+        n = pc.count_distinct(ids.cast(pa.string())).as_py()
+        return mm["min"].value, mm["max"].value, int(n), skipped
 
     # -------------------------------------------------------------- forecasts
     def _write_forecasts(self, tab: pa.Table) -> int:
         parts = split_sorted(tab, "issued_at", 1, lambda issued: self._paths.issued_path(issued))
         return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
+
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+        """Each owned slot's file gets exactly ``tab``'s rows for it (removed when none):
+        rows of the old file, of any series, do not survive."""
+        split = split_sorted(tab, "issued_at", 1, self._paths.issued_path) if tab.num_rows else []
+        by_path = dict(split)
+        order = [("step", "ascending"), ("series_id", "ascending")]
+        plans: list[tuple[Path, Plan]] = []
+        for path in (self._paths.issued_path(us) for us in owned):
+            new = by_path.get(path)
+            plans.append((path, None if new is None else new.sort_by(order)))
+        self._files.write(plans, tab.num_rows)
+        return tab.num_rows
 
     def _forecast_candidates(
         self, issued: int | None, lo: int | None, hi: int | None

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,14 @@ except ImportError:  # pragma: no cover
 
 ROW_GROUP_ROWS = 65_536
 
-#: What a write does to one file: the new content from the stored one (None when absent);
-#: returning None removes the file.
-Plan = Callable[[pa.Table | None], pa.Table | None]
+#: Temporary files of a write (``.<name>.<uuid hex>.tmp``) older than this are leftovers of
+#: a killed writer and are removed; younger ones may be a write in progress elsewhere.
+TEMP_MAX_AGE_S = 3600.0
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+#: What a write does to one file: the new content from the stored one (None when absent),
+#: or the new content itself (the stored file is not read); None removes the file.
+Plan = Callable[[pa.Table | None], pa.Table | None] | pa.Table | None
 
 
 class FolderWriter:
@@ -61,16 +68,22 @@ class FolderWriter:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def write(self, plans: list[tuple[Path, Plan]], n_rows: int) -> None:
-        """Under the lock, give each file the content ``plan(stored table or None)``; every
-        file is staged before the first one is replaced. ``n_rows`` is for messages."""
+        """Under the lock, give each file the content ``plan(stored table or None)`` (or
+        ``plan`` itself when it is a table or None); every
+        file is staged before the first one is replaced. ``n_rows`` is for messages. Stale
+        temporary files in the folders written are removed first."""
         staged: list[tuple[Path | None, Path]] = []
         with self.lock():
+            remove_stale_temp_files({path.parent for path, _ in plans})
             try:
                 for path, plan in plans:
-                    old = pq.read_table(path) if path.exists() else None
-                    new = plan(old)
+                    exists = path.exists()
+                    if callable(plan):
+                        new = plan(pq.read_table(path) if exists else None)
+                    else:
+                        new = plan
                     if new is None:
-                        if old is not None:
+                        if exists:
                             staged.append((None, path))
                         continue
                     staged.append((self._stage(path, new), path))
@@ -126,6 +139,31 @@ class FolderWriter:
         if self.fsync:
             for d in dirs:
                 _fsync(d)
+
+
+def remove_stale_temp_files(
+    folders: Iterable[Path], max_age_s: float = TEMP_MAX_AGE_S, now: float | None = None
+) -> int:
+    """Remove this package's temporary files (``.<name>.<uuid>.tmp``) whose last change is
+    older than ``max_age_s`` from ``folders`` (by age only: a process id says nothing about
+    another host or container); returns how many were removed."""
+    cutoff = (time.time() if now is None else now) - max_age_s
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not _TEMP_NAME.match(entry.name):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff and entry.is_file():
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:  # gone already (another clean-up), or not ours to remove
+                continue
+    return removed
 
 
 def _fsync(path: Path) -> None:

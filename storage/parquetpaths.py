@@ -119,6 +119,15 @@ class FolderLayout:
     def issued_path(self, issued: int) -> Path:
         return self.dir(self.tables.forecasts) / f"date={_date_of(issued)}" / _issued_name(issued)
 
+    def date_folders(self) -> list[Path]:
+        """Every ``date=`` folder of the three tables."""
+        out = []
+        for name in (self.tables.metrics, self.tables.forecasts, self.tables.accuracy):
+            base = self.dir(name)
+            if base.is_dir():
+                out += [Path(e.path) for e in os.scandir(base) if _DATE_DIR.match(e.name)]
+        return out
+
     def all_files(self, table: str) -> list[Path]:
         base = self.dir(table)
         if not base.is_dir():

@@ -10,7 +10,10 @@ A database URL can carry a secret in several places, and all of them are masked:
 
 Masking errs on the side of hiding too much: when the query itself holds an ``@``, the host
 may be masked with the password. ``url_secrets`` lists the secret values themselves, so
-that driver messages can be scrubbed of them (``redact_text``).
+that driver messages can be scrubbed of them (``redact_text``), which also masks every URL
+and every libpq ``password=...``-style setting it finds in free text (error messages, log
+lines). ``encode_userinfo`` percent-encodes an unencoded ``@`` in a URL's password, so a
+URL parser sees the host the user meant (and never a piece of the password as the host).
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ MASK = "***"
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*:)(?P<rest>.*)$", re.S)
 _SECRET_KEY = re.compile(r"pass|pwd|secret|token|sslkey", re.I)
+#: A URL inside free text: a scheme, ':' and at least one '/', up to white space or a quote.
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*:/+[^\s'\"<>]*")
+#: ``key=value`` of a libpq connection string (``password=x`` or ``password='x y'``).
+_KV_IN_TEXT = re.compile(
+    r"(?P<key>\b[A-Za-z_]*(?:pass|pwd|secret|token|sslkey)[A-Za-z_]*\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,'\"]+)",
+    re.I,
+)
 
 
 def _split_userinfo(rest: str) -> tuple[str, str, str] | None:
@@ -96,9 +107,33 @@ def url_secrets(url: str) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
-def redact_text(text: str, url: str) -> str:
-    """``text`` (e.g. a driver's error message) with the secrets of ``url`` masked."""
+def redact_text(text: str, url: str | None = None) -> str:
+    """``text`` (e.g. a driver's error message) with every secret masked: those of ``url``
+    (wherever they appear), every URL found in the text (``redact_url``) and every
+    ``password=...``-style setting (libpq connection strings, query strings).
+
+    >>> redact_text("failed: password=hunter2 host=db; see postgresql://u:pw@db/x")
+    'failed: password=*** host=db; see postgresql://u:***@db/x'
+    """
     out = str(text)
-    for secret in url_secrets(url):
-        out = out.replace(secret, MASK)
-    return out
+    if url is not None:
+        for secret in url_secrets(url):
+            out = out.replace(secret, MASK)
+    out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)
+    return _KV_IN_TEXT.sub(lambda m: m["key"] + MASK, out)
+
+
+def encode_userinfo(url: str) -> str:
+    """``url`` with each ``@`` of its password percent-encoded (``user:p@ss@host`` ->
+    ``user:p%40ss@host``): the user info runs to the last ``@``, as ``redact_url`` reads it."""
+    text = str(url)
+    parts = _parts(text)
+    if parts is None:
+        return text
+    head, rest = parts
+    authority, q, query = rest.partition("?")  # an '@' in the query is not the user info's
+    userinfo = _split_userinfo(authority)
+    if userinfo is None or "@" not in userinfo[1]:
+        return text
+    user, password, after = userinfo
+    return f"{head}{user}:{password.replace('@', '%40')}{after}{q}{query}"

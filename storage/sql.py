@@ -38,8 +38,8 @@ from storage.errors import (
     is_driver_error,
     is_transient,
 )
-from storage.redact import redact_url
-from storage.sqlaccuracy import summary_frame, summary_select
+from storage.redact import encode_userinfo, redact_url
+from storage.sqlaccuracy import score_select, summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
 from storage.sqlschema import (
@@ -50,7 +50,7 @@ from storage.sqlschema import (
     latest_view_sql,
     new_metrics_table,
 )
-from storage.timeutil import timestamp_us
+from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
 
 
 def _fault_point(label: str) -> None:
@@ -74,6 +74,7 @@ class SqlStore(Store):
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        raw = encode_userinfo(raw)  # user:p@ss@host: the host is what follows the last '@'
         shown = redact_url(raw)
         try:
             sa_url = sa.engine.make_url(raw)
@@ -96,6 +97,12 @@ class SqlStore(Store):
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
             raise self.dialect.connection_error(exc) from None
+        except sa.exc.ProgrammingError as exc:
+            self.engine.dispose()
+            detail = self.dialect.detail(exc)
+            if "connection option" in detail or "invalid dsn" in detail.lower():
+                raise ConfigError(f"cannot use database URL {shown}: {detail}") from None
+            raise
         except BaseException:
             self.engine.dispose()
             raise
@@ -227,19 +234,25 @@ class SqlStore(Store):
         tab = self._fetch(stmt, fields)
         return tab.set_column(1, TS, codec.decode(tab[TS]))
 
-    def _metrics_range(self) -> tuple[int, int, int] | None:
+    def _metrics_range(self) -> tuple[int, int, int, int] | None:
         layout = self._metrics_layout()
         t, cm, codec = layout.table, self.columns, layout.codec
-        stmt = sa.select(
-            sa.func.min(t.c[cm.time_col]),
-            sa.func.max(t.c[cm.time_col]),
-            sa.func.count(sa.distinct(t.c[cm.id_col])),
+        tcol = t.c[cm.time_col]
+        inside = sa.and_(
+            tcol >= sa.literal(codec.param(TS_MIN_US), tcol.type),
+            tcol < sa.literal(codec.param(TS_END_US), tcol.type),
+        )
+        stmt = sa.select(  # one scan: the range of readable rows, and how many are not
+            sa.func.min(sa.case((inside, tcol))),
+            sa.func.max(sa.case((inside, tcol))),
+            sa.func.count(sa.distinct(sa.case((inside, t.c[cm.id_col])))),
+            sa.func.count() - sa.func.count(sa.case((inside, 1))),
         )
         with self.engine.connect() as conn:
-            lo, hi, n = conn.execute(stmt).one()
+            lo, hi, n, skipped = conn.execute(stmt).one()
         if lo is None or not n:
-            return None
-        return _scalar_us(codec, lo), _scalar_us(codec, hi), int(n)
+            return None if not skipped else (0, 0, 0, int(skipped))
+        return _scalar_us(codec, lo), _scalar_us(codec, hi), int(n), int(skipped or 0)
 
     # -------------------------------------------------------------- forecasts
     def _ts_codecs(self, table: sa.Table) -> dict[str, TsCodec]:
@@ -276,6 +289,16 @@ class SqlStore(Store):
         f, key = self.forecasts, list(FORECAST_KEY)
         with self.engine.begin() as conn, self._write_errors(f, tab.num_rows, key):
             n = self.dialect.bulk_upsert(conn, f, tab, key, self._ts_codecs(f), _fault)
+            _fault_point("before_commit")
+        return n
+
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+        f, key = self.forecasts, list(FORECAST_KEY)
+        issued = f.c.issued_at.in_([self._grid.param(us) for us in owned])
+        with self.engine.begin() as conn, self._write_errors(f, tab.num_rows, key):
+            conn.execute(sa.delete(f).where(issued))
+            _fault_point("deleted")
+            n = self.dialect.bulk_insert(conn, f, tab, self._ts_codecs(f), _fault)
             _fault_point("before_commit")
         return n
 
@@ -355,38 +378,14 @@ class SqlStore(Store):
         layout = self._metrics_layout()
         if not self.dialect.can_score_in_sql(layout):
             return self._score_generic(lo, hi, scored_at)
-        cm, m, f, a = self.columns, layout.table, self.forecasts, self.accuracy
-        y = m.c[cm.target_col]
-        sel = (
-            sa.select(
-                f.c.series_id,
-                f.c.issued_at,
-                f.c.step,
-                f.c.target_ts,
-                f.c.model_version,
-                y,
-                f.c.yhat,
-                f.c.yhat_lower,
-                f.c.yhat_upper,
-                f.c.level,
-                sa.func.abs(y - f.c.yhat),
-                sa.and_(y >= f.c.yhat_lower, y <= f.c.yhat_upper),
-                sa.literal(self._fine.param(scored_at), type_=a.c.scored_at.type),
-            )
-            .select_from(
-                f.join(
-                    m,
-                    sa.and_(
-                        self._id_expr(layout) == f.c.series_id,
-                        m.c[cm.time_col] == f.c.target_ts,
-                    ),
-                )
-            )
-            .where(
-                f.c.target_ts > sa.literal(self._grid.param(lo), f.c.target_ts.type),
-                f.c.target_ts <= sa.literal(self._grid.param(hi), f.c.target_ts.type),
-                y.is_not(None),
-            )
+        a = self.accuracy
+        sel = score_select(
+            self.forecasts,
+            layout.table,
+            self._id_expr(layout),
+            self.columns,
+            (self._grid.param(lo), self._grid.param(hi)),
+            sa.literal(self._fine.param(scored_at), type_=a.c.scored_at.type),
         )
         cols = [c.name for c in a.columns]
         ins = self.dialect.upsert(

@@ -1,18 +1,20 @@
-"""The accuracy summary as one SQL aggregate (MAE, WAPE, interval coverage per group).
+"""Accuracy in SQL: scoring forecasts against actuals, and the summary as one aggregate (MAE, WAPE, interval coverage per group).
 
 Kept apart from ``storage.sql`` so the statement and the typing of its result can be read,
 and tested, without a store: ``summary_select`` builds the SELECT, ``summary_frame`` gives
 its rows the same dtypes on every database (PostgreSQL returns ``Decimal`` for ``avg``).
+``score_select`` is the join of forecasts to their actuals that scoring upserts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from storage.columns import ACCURACY_SUMMARY
+from storage.columns import ACCURACY_SUMMARY, ColumnMap
 
 
 def summary_select(a: sa.Table, by: Sequence[str], where: list) -> sa.Select:
@@ -45,3 +47,43 @@ def summary_frame(rows: Sequence[Sequence], by: Sequence[str]) -> pd.DataFrame:
         if c in by:
             out[c] = out[c].astype("str")
     return out
+
+
+def score_select(
+    f: sa.Table,
+    m: sa.Table,
+    metrics_id: sa.ColumnElement,
+    cm: ColumnMap,
+    bounds: tuple[Any, Any],
+    scored_at: sa.ColumnElement,
+) -> sa.Select:
+    """The accuracy rows of forecasts ``f`` with ``lo < target_ts <= hi`` (``bounds`` as
+    bound-parameter values) joined to their actuals in metrics table ``m``, in the accuracy
+    table's column order."""
+    y = m.c[cm.target_col]
+    lo, hi = bounds
+    return (
+        sa.select(
+            f.c.series_id,
+            f.c.issued_at,
+            f.c.step,
+            f.c.target_ts,
+            f.c.model_version,
+            y,
+            f.c.yhat,
+            f.c.yhat_lower,
+            f.c.yhat_upper,
+            f.c.level,
+            sa.func.abs(y - f.c.yhat),
+            sa.and_(y >= f.c.yhat_lower, y <= f.c.yhat_upper),
+            scored_at,
+        )
+        .select_from(
+            f.join(m, sa.and_(metrics_id == f.c.series_id, m.c[cm.time_col] == f.c.target_ts))
+        )
+        .where(
+            f.c.target_ts > sa.literal(lo, f.c.target_ts.type),
+            f.c.target_ts <= sa.literal(hi, f.c.target_ts.type),
+            y.is_not(None),
+        )
+    )

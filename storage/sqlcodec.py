@@ -88,8 +88,27 @@ class IsoTextCodec(TsCodec):
 
     def decode(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
         if self.suffix:
-            return arr.cast(TS_TYPE)
-        return arr.cast(pa.timestamp("us")).cast(TS_TYPE)
+            return tolerant_cast(arr, TS_TYPE)
+        return tolerant_cast(arr, pa.timestamp("us")).cast(TS_TYPE)
+
+
+def tolerant_cast(arr: pa.Array | pa.ChunkedArray, typ: pa.DataType) -> pa.Array:
+    """Text to timestamps; a value that does not parse (a user's row dated ``999-01-01`` or
+    ``infinity``) becomes NULL, which reads skip and count, instead of failing the read."""
+    try:
+        return arr.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    parsed: dict[Any, Any] = {}
+    out = []
+    for v in arr.to_pylist():
+        if v not in parsed:
+            try:
+                parsed[v] = pa.scalar(v, pa.string()).cast(typ).value if v is not None else None
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+                parsed[v] = None
+        out.append(parsed[v])
+    return pa.array(out, type=pa.int64()).cast(typ)
 
 
 @dataclass(frozen=True)

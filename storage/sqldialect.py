@@ -11,7 +11,8 @@ here; ``SqliteDialect`` in ``storage.dialect_sqlite``, ``PostgresDialect`` in
   the latest-forecast view's ``CREATE``, the DDL lock;
 * timestamps: the column type and codecs (``storage.sqlcodec``);
 * bulk paths: upsert (PostgreSQL ``COPY`` into a staging table + ``INSERT ... ON CONFLICT``;
-  SQLite ``executemany``) and fetching a ``SELECT`` into Arrow (PostgreSQL
+  SQLite ``executemany``), insert of rows whose keys are free (PostgreSQL ``COPY`` into the
+  table itself) and fetching a ``SELECT`` into Arrow (PostgreSQL
   ``COPY ... TO STDOUT`` as CSV; SQLite tuples).
 
 A new database (MySQL/MariaDB) is one more subclass: ``upsert`` with ``ON DUPLICATE KEY
@@ -103,7 +104,8 @@ class SqlDialect(ABC):
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         """The error to raise when connecting failed (names the target, never a password)."""
 
-    def _detail(self, exc: BaseException) -> str:
+    def detail(self, exc: BaseException) -> str:
+        """A driver error's message on one line, with every secret masked."""
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return redact_text(" ".join(line.strip() for line in lines), self._raw)
 
@@ -159,6 +161,17 @@ class SqlDialect(ABC):
         fault: Fault,
     ) -> int:
         """Upsert ``tab`` (column names = the table's) inside the caller's transaction."""
+
+    @abstractmethod
+    def bulk_insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+    ) -> int:
+        """Insert ``tab`` (rows whose keys are not stored) inside the caller's transaction."""
 
     @abstractmethod
     def fetch(self, conn: sa.Connection, stmt: sa.Select, fields: Fields) -> pa.Table:

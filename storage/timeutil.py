@@ -12,11 +12,26 @@ import warnings
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from storage.columns import TS_TYPE, TS_UNIT
-from storage.errors import ConfigError, DataValidationError, NaiveTimestampWarning
+from storage.columns import SERIES_ID, TS, TS_TYPE, TS_UNIT
+from storage.errors import (
+    ConfigError,
+    DataValidationError,
+    NaiveTimestampWarning,
+    TimestampRangeWarning,
+)
 
 US_PER_S = 1_000_000
+
+#: The timestamps a store accepts: ``TS_MIN <= ts < TS_END`` (UTC). The end is where pandas'
+#: nanosecond timestamps end (2262-04-11); before 1900 is no metric's time and breaks
+#: fixed-width text in SQLite and the folder names of a Parquet store.
+TS_MIN = pd.Timestamp("1900-01-01", tz="UTC")
+TS_END = pd.Timestamp("2262-04-11", tz="UTC")
+TS_MIN_US = int(TS_MIN.value) // 1000
+TS_END_US = int(TS_END.value) // 1000
+TS_RANGE_TEXT = "1900-01-01 00:00 to 2262-04-11 00:00 UTC (end excluded)"
 
 
 def parse_freq(freq: str | pd.Timedelta | dt.timedelta) -> int:
@@ -44,6 +59,39 @@ class NaiveWarner:
         warnings.warn(
             f"{what}: timezone-naive timestamps are assumed to be UTC",
             NaiveTimestampWarning,
+            stacklevel=4,
+        )
+
+
+def outside_ts_range(ts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """True where a timestamp is NULL (unreadable) or outside ``TS_MIN <= ts < TS_END``."""
+    us = ts.cast(pa.int64())
+    bad = pc.or_(pc.less(us, TS_MIN_US), pc.greater_equal(us, TS_END_US))
+    return pc.fill_null(bad, True)
+
+
+class RangeSkipper:
+    """Drops metrics rows whose ts is unreadable or outside the supported range (a user's
+    table written with plain SQL may hold them); counts them in ``counts`` and warns."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.counts = {"ts_out_of_range": 0}
+
+    def filter(self, tab: pa.Table) -> pa.Table:
+        bad = outside_ts_range(tab[TS])
+        n = int(pc.sum(bad).as_py() or 0)
+        if not n:
+            return tab
+        self.count(n, f" (first: series {tab.filter(bad)[SERIES_ID][0].as_py()!r})")
+        return tab.filter(pc.invert(bad))
+
+    def count(self, n: int, where: str = "") -> None:
+        self.counts["ts_out_of_range"] += n
+        warnings.warn(
+            f"{self.table}: {n} metrics row(s) with a timestamp outside {TS_RANGE_TEXT} or "
+            f"unreadable were skipped{where}",
+            TimestampRangeWarning,
             stacklevel=4,
         )
 
@@ -78,6 +126,30 @@ def scalar_to_us(value: object, what: str, warn: NaiveWarner) -> int:
         warn(what)
         ts = ts.tz_localize("UTC")
     return timestamp_us(ts)
+
+
+def slots_to_us(slots: object, freq_us: int, warn: NaiveWarner) -> list[int]:
+    """Forecast slots (timestamps, or slot numbers ``issued_at // freq``) as sorted, unique
+    epoch microseconds on the grid."""
+    if isinstance(slots, str | dt.datetime | pd.Timestamp | np.datetime64 | int | np.integer):
+        slots = [slots]
+    try:
+        items = list(slots)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigError(
+            f"slots must be a list of issued_at values, got {type(slots).__name__}"
+        ) from None
+    out = set()
+    for item in items:
+        if isinstance(item, bool):
+            raise ConfigError(f"slots: {item!r} is not a timestamp or slot number")
+        if isinstance(item, int | np.integer):
+            out.add(int(item) * freq_us)
+            continue
+        us = scalar_to_us(item, "slots", warn)
+        check_on_grid(us, freq_us, "slots")
+        out.add(us)
+    return sorted(out)
 
 
 def check_on_grid(us: int, freq_us: int, what: str) -> None:
@@ -126,9 +198,18 @@ def column_to_us(
         s = s.dt.tz_localize("UTC")
     naive = s.dt.tz_convert("UTC").dt.tz_localize(None)
     try:
-        return naive.to_numpy().astype(f"datetime64[{TS_UNIT}]").view("int64")
+        us = naive.to_numpy().astype(f"datetime64[{TS_UNIT}]").view("int64")
     except (ValueError, OverflowError) as exc:  # pragma: no cover - out of range dates
         raise DataValidationError(f"{what}: column {col!r}: {exc}") from None
+    outside = np.flatnonzero((us < TS_MIN_US) | (us >= TS_END_US))
+    if len(outside):
+        i = int(outside[0])
+        raise DataValidationError(
+            f"{what}: column {col!r} has {len(outside)} timestamp(s) outside the supported "
+            f"range {TS_RANGE_TEXT}{_first_series(ids, i)[:-1]}, value "
+            f"{naive.iloc[i].isoformat()}+00:00)"
+        )
+    return us
 
 
 def us_array(values: np.ndarray) -> pa.Array:

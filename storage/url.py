@@ -11,8 +11,34 @@ import pandas as pd
 from storage.base import DEFAULT_MAX_HORIZON, Store
 from storage.columns import ColumnMap, TableNames
 from storage.errors import ConfigError
+from storage.redact import redact_url
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.S)
+#: Anything that starts like a URL: a scheme and ':' (a Windows drive letter is one letter).
+_LOOKS_LIKE_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):", re.S)
+
+#: The store URL forms, for messages.
+URL_FORMS = (
+    "sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+    "postgresql+psycopg://user@host:port/db, parquet:///absolute/folder or a plain folder path"
+)
+
+
+def _check_url_form(url: str) -> None:
+    """A string that starts like ``scheme:`` must be ``scheme://...``: a mistyped URL
+    (``sqlite:/data/f.db``) is an error, never a Parquet folder of that name."""
+    m = _LOOKS_LIKE_URL.match(url)
+    if m is None or len(m["scheme"]) == 1 or _SCHEME.match(url):
+        return
+    scheme = m["scheme"].lower()
+    hint = ""
+    if scheme.startswith("postgres") and not scheme.startswith("postgresql+psycopg"):
+        hint = " (PostgreSQL URLs start with postgresql+psycopg://)"
+    raise ConfigError(
+        f"store URL {redact_url(url)!r} is not valid: {m['scheme']}: must be followed by "
+        f"'//'{hint}; accepted forms: {URL_FORMS} (a folder whose name holds ':' can be "
+        "given as ./name)"
+    )
 
 
 def open_store(
@@ -30,6 +56,9 @@ def open_store(
       a SQL database (tables, indexes and the latest-forecast view are created if absent);
     * ``parquet:///path`` or a plain folder path: a Parquet dataset folder.
 
+    Anything else that starts like ``scheme:`` (``sqlite:/data/f.db``, one slash) is a
+    ConfigError naming the URL (password masked) and the accepted forms.
+
     ``max_horizon`` bounds forecast steps (slots); ``options`` go to the backend
     (``engine_kwargs`` for SQL, ``fsync`` for Parquet). Raises ConfigError for an unknown
     URL and StorageConnectionError when the database cannot be reached.
@@ -39,8 +68,9 @@ def open_store(
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"store URL must be a non-empty string, got {url!r}")
     url = url.strip()
+    _check_url_form(url)
     m = _SCHEME.match(url)
-    if m is None or (len(m["scheme"]) == 1 and os.name == "nt"):
+    if m is None or len(m["scheme"]) == 1:  # a path, or a Windows drive letter (C://data)
         from storage.parquet import ParquetStore
 
         return ParquetStore(url, columns, tables, freq, max_horizon, **options)

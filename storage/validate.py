@@ -29,6 +29,43 @@ from storage.timeutil import US_PER_S, NaiveWarner, column_to_us, fmt_us, us_arr
 #: Columns a forecasts frame must have: the schema's, less created_at (optional, now).
 FORECAST_INPUT = tuple(name for name in FORECAST_SCHEMA.names if name != "created_at")
 
+#: Longest series id a store accepts, in characters. PostgreSQL's btree index rows hold at
+#: most 2704 bytes; 512 characters of 4-byte UTF-8 stay below that on every backend.
+MAX_SERIES_ID_LENGTH = 512
+
+
+def _shown_id(sid: str, width: int = 40) -> str:
+    """A series id for messages: the first ``width`` characters and the length."""
+    return repr(sid) if len(sid) <= width else f"{sid[:width]!r}... ({len(sid)} characters)"
+
+
+def _id_problem(sid: str) -> str | None:
+    if sid == "":
+        return "empty series id"
+    if len(sid) > MAX_SERIES_ID_LENGTH:
+        return f"series id of {len(sid)} characters (at most {MAX_SERIES_ID_LENGTH})"
+    if "\x00" in sid:
+        return "series id contains a NUL character (PostgreSQL text cannot hold it)"
+    return None
+
+
+def invalid_series_ids(ids: object) -> dict[str, str]:
+    """The ids a store would refuse, each with the reason (empty, longer than
+    :data:`MAX_SERIES_ID_LENGTH` characters, a NUL character): skip these series before
+    forecasting so the other series' forecasts can be written.
+
+    >>> invalid_series_ids(["web", "x" * 600])  # doctest: +ELLIPSIS
+    {'xxx...': 'series id of 600 characters (at most 512)'}
+    """
+    if isinstance(ids, str):
+        ids = [ids]
+    out: dict[str, str] = {}
+    for sid in dict.fromkeys(str(i) for i in ids):  # type: ignore[union-attr]
+        problem = _id_problem(sid)
+        if problem is not None:
+            out[sid] = problem
+    return out
+
 
 def _require_frame(df: object, what: str) -> pd.DataFrame:
     if not isinstance(df, pd.DataFrame):
@@ -62,6 +99,20 @@ def _ids(df: pd.DataFrame, col: str, what: str) -> np.ndarray:
         raise DataValidationError(
             f"{what}: column {col!r} has {len(empty)} empty series id(s) (first at row "
             f"{int(empty[0])})"
+        )
+    uniq = pd.unique(ids)
+    lengths = np.fromiter((len(u) for u in uniq), dtype="int64", count=len(uniq))
+    bad = [
+        str(u)
+        for u, n in zip(uniq, lengths, strict=True)
+        if n > MAX_SERIES_ID_LENGTH or "\x00" in u
+    ]
+    if bad:
+        raise DataValidationError(
+            f"{what}: column {col!r} has {len(bad)} series id(s) a store refuses (first: "
+            f"series {_shown_id(bad[0])}: {_id_problem(bad[0])}); ids hold 1 to "
+            f"{MAX_SERIES_ID_LENGTH} characters and no NUL (storage.invalid_series_ids "
+            "names them, to skip them)"
         )
     return ids
 
@@ -233,6 +284,20 @@ def forecasts_table(
         us_array(created),
     ]
     return pa.Table.from_arrays(arrays, schema=FORECAST_SCHEMA)
+
+
+def check_issued_within(tab: pa.Table, owned: list[int]) -> None:
+    """Refuse forecast rows issued outside the slots a write owns."""
+    issued = tab["issued_at"].cast(pa.int64()).to_numpy()
+    outside = np.flatnonzero(~np.isin(issued, np.asarray(owned, dtype="int64")))
+    if len(outside):
+        i = int(outside[0])
+        shown = ", ".join(fmt_us(u) for u in owned[:3]) + (", ..." if len(owned) > 3 else "")
+        raise DataValidationError(
+            f"write_forecasts: {len(outside)} row(s) issued outside the slots the write owns "
+            f"(first: series {tab['series_id'][i].as_py()!r}, issued_at {fmt_us(issued[i])}); "
+            f"slots: {shown}"
+        )
 
 
 def now_us() -> int:

@@ -42,3 +42,27 @@ def sqlite_env(harness, trained, tmp_path, monkeypatch):
     yield e
     forget_stores()
     clear_model_cache()
+
+
+@pytest.fixture(params=["sqlite", "parquet", "postgres"])
+def bare_store(request, tmp_path):
+    """A store on each backend with unique table names and no flows (store-level rows);
+    PostgreSQL tables are dropped afterwards."""
+    import uuid
+
+    from forecast_test_support import require_postgres
+
+    from storage import TableNames, open_store
+
+    suffix = uuid.uuid4().hex[:8]
+    tables = TableNames(metrics=f"m_{suffix}", forecasts=f"f_{suffix}", accuracy=f"a_{suffix}")
+    url = {
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'store.db'}",
+        "parquet": lambda: str(tmp_path / "lake"),
+        "postgres": require_postgres,
+    }[request.param]()
+    store = open_store(url, tables=tables)
+    yield store
+    if request.param == "postgres":
+        store.drop_all()
+    store.close()

@@ -172,3 +172,32 @@ class FlakyProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+def forecast_frame(series, issued_at, version="v1", yhat=10.0, horizon=12) -> pd.DataFrame:
+    """A valid forecasts frame: ``horizon`` steps for each series from ``issued_at``."""
+    issued = pd.Timestamp(issued_at)
+    rows = [
+        {
+            "series_id": s,
+            "issued_at": issued,
+            "target_ts": issued + STEP * h,
+            "step": h,
+            "yhat": yhat + h,
+            "yhat_lower": yhat + h - 1.0,
+            "yhat_upper": yhat + h + 1.0,
+            "level": 0.8,
+            "model_version": version,
+        }
+        for s in series
+        for h in range(1, horizon + 1)
+    ]
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(series, end=END, n=12, value=3907.123) -> pd.DataFrame:
+    """``n`` slots of metrics ending at ``end`` for each series, all equal to ``value``."""
+    ts = pd.date_range(end=pd.Timestamp(end), periods=n, freq=STEP)
+    return pd.DataFrame(
+        {"series_id": [s for s in series for _ in ts], "ts": list(ts) * len(series)}
+    ).assign(value=value)

@@ -1,0 +1,64 @@
+"""Row 22 of the reliability table: PostgreSQL session defaults of the database (DateStyle,
+extra_float_digits, TimeZone) do not change what the store reads."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from forecast_test_support import require_postgres
+from reliability_helpers import END, forecast_frame, metrics_frame
+
+from storage import open_store
+
+DB = "lstmf_rel_settings"
+PRECISE = 3907.1234567890123  # more digits than extra_float_digits = -2 prints
+
+
+@pytest.fixture
+def odd_settings_db():
+    """A database whose defaults are hostile: DMY SQL dates, rounded floats, a non-UTC zone."""
+    base = sa.engine.make_url(require_postgres())
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {DB}")
+        conn.exec_driver_sql(f"ALTER DATABASE {DB} SET datestyle = 'SQL, DMY'")
+        conn.exec_driver_sql(f"ALTER DATABASE {DB} SET extra_float_digits = -2")
+        conn.exec_driver_sql(f"ALTER DATABASE {DB} SET timezone = 'Asia/Kolkata'")
+    try:
+        yield base.set(database=DB).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        admin.dispose()
+
+
+def test_r22_database_session_defaults_do_not_change_what_is_read(odd_settings_db):
+    probe = sa.create_engine(odd_settings_db)
+    with probe.connect() as conn:  # the defaults are really in force for a plain session
+        assert conn.exec_driver_sql("SHOW datestyle").scalar() == "SQL, DMY"
+        shown = conn.exec_driver_sql(f"SELECT {PRECISE!r}::float8::text").scalar()
+        assert float(shown) != PRECISE, shown  # 13 significant digits: rounded
+    probe.dispose()
+    store = open_store(odd_settings_db)
+    try:
+        metrics = metrics_frame(["a", "b"], value=3907.123)
+        metrics.loc[metrics.index[-1], "value"] = PRECISE
+        store.write_metrics(metrics)
+        back = store.read_metrics()
+        assert back["value"].tolist() == metrics["value"].tolist()  # exact, not rounded
+        assert back["ts"].tolist() == metrics["ts"].tolist()
+        fc = forecast_frame(["a", "b"], END, yhat=PRECISE)
+        store.write_forecasts(fc)
+        got = store.read_forecasts(issued_at=END)
+        assert len(got) == len(fc)
+        assert got["yhat"].tolist() == fc["yhat"].tolist()  # exact, not rounded
+        assert got["target_ts"].tolist() == fc["target_ts"].tolist()
+        latest = store.read_latest_forecasts()
+        assert len(latest) == len(fc) and latest["yhat_upper"].tolist() == (
+            fc["yhat_upper"].tolist()
+        )
+        assert store.metrics_range() == (metrics.ts.min(), pd.Timestamp(END), 2)
+    finally:
+        store.close()
