@@ -35,7 +35,7 @@ def backfill(
     for i, chunk in enumerate(batches, 1):
         history = read_windows(settings, forecaster.spec, chunk)
         frame, report = forecast_batch(forecaster, version, history, chunk, settings)
-        written += write_forecasts(settings, frame)
+        written += write_forecasts(settings, frame, chunk)
         skipped += report.n_skipped
         log.info(
             "backfill %s .. %s: %d rows (batch %d/%d)",

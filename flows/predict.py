@@ -55,7 +55,7 @@ def predict(
     clock.lap("read_s")
     frame, report = forecast_batch(forecaster, version, history, plan.slots, settings)
     clock.lap("forecast_s")
-    written = write_forecasts(settings, frame)
+    written = write_forecasts(settings, frame, plan.slots)
     clock.lap("write_s")
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
     scored = score_forecasts(settings, plan.as_of, len(plan.slots))

@@ -19,7 +19,7 @@ from lstm import (
     ModelRegistry,
 )
 from lstm.slots import freq_to_ns
-from storage import ConfigError
+from storage import MAX_SERIES_ID_LENGTH, ConfigError, invalid_series_ids
 from tasks.common import COMPUTE_TASK, run_logger
 from tasks.settings import Settings
 
@@ -137,6 +137,24 @@ def current_champion(settings: Settings) -> tuple[Forecaster | None, str | None]
 
 
 # ------------------------------------------------------------------ predict
+def _drop_unwritable_ids(history: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """History without the series `storage.invalid_series_ids` refuses, and those ids with
+    the reason. The length check is vectorised; only suspects are examined one by one."""
+    if history.empty or "series_id" not in history:
+        return history, {}
+    ids = pd.Series(pd.unique(history["series_id"]), dtype=object).astype(str)
+    suspect = ids[
+        (ids.str.len() > MAX_SERIES_ID_LENGTH)
+        | (ids.str.len() == 0)
+        | ids.str.contains("\x00", regex=False)
+    ]
+    refused = invalid_series_ids(suspect.tolist()) if len(suspect) else {}
+    if not refused:
+        return history, {}
+    keep = ~history["series_id"].astype(str).isin(list(refused))
+    return history[keep], refused
+
+
 @task(name="forecast-batch", **COMPUTE_TASK)
 def forecast_batch(
     forecaster: Forecaster,
@@ -146,7 +164,9 @@ def forecast_batch(
     settings: Settings,
 ) -> tuple[pd.DataFrame, InferenceReport]:
     """Forecasts of every series from every slot, in one vectorised call, tagged with the
-    model version that produced them."""
+    model version that produced them. Series whose id no store can key (too long, NUL)
+    are skipped and named first, so the others' forecasts can be written."""
+    history, refused = _drop_unwritable_ids(history)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.predict_threads))
     try:
@@ -155,6 +175,10 @@ def forecast_batch(
         )
     finally:
         torch.set_num_threads(threads)
+    for sid, reason in refused.items():
+        report.skipped[sid] = reason
+        report.n_skipped += len(slots)
+    report.n_input_series += len(refused)
     frame["model_version"] = version
     log = run_logger()
     if report.skipped:

@@ -74,11 +74,11 @@ def read_windows(
 
 
 @task(name="write-forecasts", **STORAGE_TASK)
-def write_forecasts(settings: Settings, frame: pd.DataFrame) -> int:
-    """Upsert one run's forecasts in one transaction (all rows land, or none)."""
-    if frame.empty:
-        return 0
-    return get_store(settings).write_forecasts(frame)
+def write_forecasts(settings: Settings, frame: pd.DataFrame, slots: Sequence[pd.Timestamp]) -> int:
+    """Write one run's forecasts in one transaction (all rows land, or none). The run owns
+    its `slots`: afterwards they hold exactly this run's rows, so a series skipped by a
+    re-run keeps no rows of an earlier run or model version."""
+    return get_store(settings).write_forecasts(frame, slots=list(slots))
 
 
 @task(name="score-forecasts", **STORAGE_TASK)

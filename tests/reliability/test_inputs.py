@@ -218,3 +218,28 @@ def test_r15_new_disappearing_and_1000x_series(env):
     assert 0.5 < ratio < 2.0, f"1000x series forecast at {ratio:.2f}x its own recent level"
     small = rows[rows.series_id == "svc-0"].yhat
     assert 300 < float(np.median(yhat) / np.median(small)) < 3000
+
+
+def test_r21_a_series_id_no_store_can_key_is_skipped_and_the_others_are_forecast(sqlite_env):
+    """Row 21 through the predict flow: a 3,000-character id in a user's table (written
+    with plain SQL, so the store's own write check never saw it) is skipped with a reason
+    naming the limit; every other series is forecast and written."""
+    import sqlalchemy as sa
+
+    from storage import MAX_SERIES_ID_LENGTH
+
+    env = sqlite_env
+    long_id = "x" * 3000
+    rows = env.frame[env.frame.series_id == "svc-0"].assign(series_id=long_id)
+    engine = sa.create_engine(env.url)
+    with engine.begin() as conn:
+        rows[["series_id", "ts", "value", "error_rate"]].assign(
+            ts=rows.ts.dt.strftime("%Y-%m-%d %H:%M:%S+00:00")  # the store's own text form
+        ).to_sql(env.tables["metrics"], conn, if_exists="append", index=False)
+    engine.dispose()
+    out = env.predict(END)
+    assert out["series_forecast"] == N_SERIES
+    assert list(out["skipped"]) == [long_id]
+    assert f"at most {MAX_SERIES_ID_LENGTH}" in out["skipped"][long_id]
+    written = env.store().read_forecasts(issued_at=END)
+    assert len(written) == N_SERIES * 12 and long_id not in set(written.series_id)

@@ -212,3 +212,48 @@ def test_r16_a_day_of_five_minute_runs_no_memory_growth(sqlite_env):
     assert growth < 60, (
         f"RSS grew {growth:.1f} MiB between run 50 ({warm:.0f} MiB) and run 288 ({last:.0f} MiB)"
     )
+
+
+def test_r20_a_rerun_slot_holds_only_the_rerun_rows_through_the_flow(env):
+    """Row 20 through the predict flow: a series forecast in the first run of a slot and
+    skipped in the re-run (its metric at as_of deleted, as a collector's correction) keeps
+    no rows of the first run; every row of the slot carries the re-run's model version."""
+    first = env.predict(END)
+    assert first["series_forecast"] == N_SERIES
+    before = env.store().read_forecasts(issued_at=END)
+    assert "svc-1" in set(before.series_id)
+    _delete_metric(env, "svc-1", END)  # a collector's correction: the re-run must skip it
+    second = env.predict(END)
+    assert "svc-1" in second["skipped"], second["skipped"]
+    rows = env.store().read_forecasts(issued_at=END)
+    assert "svc-1" not in set(rows.series_id), "the first run's rows survived the re-run"
+    assert len(rows) == (N_SERIES - 1) * 12 and dup_keys(rows) == 0
+    latest = env.store().read_latest_forecasts(start=END + STEP)
+    assert "svc-1" not in set(latest[latest.issued_at == END].series_id)
+
+
+def _delete_metric(env, series_id: str, ts: pd.Timestamp) -> None:
+    """Remove a series' newest metrics row (at `ts`, the data's end) behind the store's
+    back, as an operator's DELETE would: by max(ts), so no timestamp encoding is assumed."""
+    assert env.frame.ts.max() == ts
+    if env.backend == "parquet":
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        files = [f for f in Path(env.url).rglob("*.parquet") if env.tables["metrics"] in f.parts]
+        newest = max(files, key=lambda f: pc.max(pq.read_table(f, columns=["ts"])["ts"]).value)
+        tab = pq.read_table(newest)
+        last = pc.max(tab["ts"])
+        hit = pc.and_(pc.equal(tab["series_id"], series_id), pc.equal(tab["ts"], last))
+        assert pc.sum(hit).as_py() == 1
+        pq.write_table(tab.filter(pc.invert(hit)), newest)
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(env.url)
+    m = sa.table(env.tables["metrics"], sa.column("series_id"), sa.column("ts"))
+    newest = sa.select(sa.func.max(m.c.ts)).where(m.c.series_id == series_id).scalar_subquery()
+    with engine.begin() as conn:
+        n = conn.execute(sa.delete(m).where(m.c.series_id == series_id, m.c.ts == newest)).rowcount
+    engine.dispose()
+    assert n == 1, f"deleted {n} rows for {series_id} at {ts}"
