@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from storage.errors import SchemaError, StorageConnectionError
+from storage.errors import SchemaError, StorageConnectionError, is_permanent_connect_error
 from storage.sqlcodec import PgCodec, TsCodec, tolerant_cast
 from storage.sqldialect import Fault, Fields, SqlDialect
 
@@ -50,10 +50,13 @@ class PostgresDialect(SqlDialect):
 
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         u = self.url
+        permanent = is_permanent_connect_error(exc)
         return StorageConnectionError(
             f"cannot connect to postgresql database {u.database!r} at "
             f"{u.host or 'localhost'}:{u.port or 5432} as user {u.username!r}: "
             f"{self.detail(exc)}"
+            + (" (this will not succeed on a retry: check the URL)" if permanent else ""),
+            permanent=permanent,
         )
 
     def ts_type(self) -> sa.types.TypeEngine:

@@ -16,7 +16,14 @@ class ConfigError(StorageError, ValueError):
 
 
 class StorageConnectionError(StorageError, ConnectionError):
-    """The database cannot be reached (the message names host, port and database only)."""
+    """The database cannot be reached (the message names host, port and database only).
+
+    ``permanent`` is True when a second try would fail the same way (the database or role
+    does not exist, the password is refused, the host name does not resolve): not retried."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class SchemaError(StorageError):
@@ -52,6 +59,31 @@ _SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
 _PG_PERMANENT_CLASSES = ("54",)
 
 
+#: connection failures that repeat on every try: SQLSTATE 3D (no such database) and 28
+#: (authorization: role or password refused), and these messages (no SQLSTATE: the client
+#: never reached a server)
+_PG_PERMANENT_CONNECT_STATES = ("3D", "28")
+_PERMANENT_CONNECT_TEXT = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "could not translate host name",
+    "failed to resolve host",
+    "name or service not known",
+    "nodename nor servname",
+)
+
+
+def is_permanent_connect_error(exc: BaseException) -> bool:
+    """Whether a failure to connect will repeat on every try (see above)."""
+    orig = getattr(exc, "orig", None) or exc
+    state = str(getattr(orig, "sqlstate", "") or "")
+    if state.startswith(_PG_PERMANENT_CONNECT_STATES):
+        return True
+    text = str(orig).lower()
+    return any(t in text for t in _PERMANENT_CONNECT_TEXT)
+
+
 def is_driver_error(exc: BaseException) -> bool:
     """An error raised by SQLAlchemy or a database driver (sqlite3, psycopg)."""
     import sqlite3
@@ -67,7 +99,9 @@ def is_transient(exc: BaseException) -> bool:
     key fails the same way every time (retrying it only delays the error)."""
     import sqlite3
 
-    if isinstance(exc, StorageConnectionError | TimeoutError | ConnectionError):
+    if isinstance(exc, StorageConnectionError):
+        return not exc.permanent
+    if isinstance(exc, TimeoutError | ConnectionError):
         return True
     if getattr(exc, "connection_invalidated", False):
         return True

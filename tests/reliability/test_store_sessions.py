@@ -62,3 +62,50 @@ def test_r22_database_session_defaults_do_not_change_what_is_read(odd_settings_d
         assert store.metrics_range() == (metrics.ts.min(), pd.Timestamp(END), 2)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "case, permanent",
+    [
+        ("no such database", True),
+        ("no such role", True),
+        ("unknown host", True),
+        ("refused", False),
+    ],
+)
+def test_r25_permanent_connection_errors_are_not_retried(
+    harness, tmp_path, monkeypatch, case, permanent
+):
+    """Row 25: a database or role that does not exist, or a host name that does not
+    resolve, fails the run on its first try; a refused connection (a server restarting) is
+    retried on the backoff schedule."""
+    from prefect import get_client
+
+    from flows.predict import predict
+    from storage.errors import is_transient
+    from tasks.common import forget_stores
+    from tasks.settings import get_settings
+
+    require_postgres()
+    url = {
+        "no such database": "postgresql+psycopg://postgres@127.0.0.1:5432/lstmf_no_such_db",
+        "no such role": "postgresql+psycopg://lstmf_no_such_role@127.0.0.1:5432/test",
+        "unknown host": "postgresql+psycopg://postgres@no-such-host.invalid:5432/test",
+        "refused": "postgresql+psycopg://postgres@127.0.0.1:1/test",
+    }[case]
+    with pytest.raises(Exception) as info:
+        open_store(url)
+    assert is_transient(info.value) is (not permanent), repr(info.value)
+    if permanent:
+        assert "will not succeed on a retry" in str(info.value)
+    monkeypatch.setenv("FORECAST_MODELS_DIR", str(tmp_path / "models"))
+    state = predict(as_of=END.to_pydatetime(), store_url=url, return_state=True)
+    forget_stores()
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs()
+    mine = [r for r in runs if r.flow_run_id == state.state_details.flow_run_id]
+    plan = [r for r in mine if r.name.startswith("plan-slots")]
+    assert len(plan) == 1
+    expected = 1 if permanent else 1 + get_settings().storage_retries
+    assert plan[0].run_count == expected, (case, plan[0].run_count)
