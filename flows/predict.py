@@ -20,7 +20,7 @@ from tasks.predict_tasks import (
 )
 from tasks.reporting import publish_predict
 from tasks.settings import get_settings
-from tasks.storage_tasks import read_windows, score_forecasts, write_forecasts
+from tasks.storage_tasks import live_accuracy, read_windows, score_forecasts, write_forecasts
 
 
 @flow(name="predict", flow_run_name=flow_run_namer("predict"), timeout_seconds=1800)
@@ -59,8 +59,9 @@ def predict(
     clock.lap("write_s")
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
     scored = score_forecasts(settings, plan.as_of, len(plan.slots))
+    live = live_accuracy(settings, plan.as_of, len(plan.slots)) if scored else []
     clock.lap("score_s")
-    summary = summarize(plan, version, frame, report, written, scored, clock, arrival)
+    summary = summarize(plan, version, frame, report, written, scored, clock, arrival, live)
     publish_predict(summary)
     check_forecast_share(summary, settings)  # too few forecasts: the run ends Failed
     return summary.as_dict()

@@ -174,6 +174,7 @@ class PredictSummary:
     timings: dict[str, float] = field(default_factory=dict)
     arrival: Arrival | None = None
     as_of_series: int = 0  # series forecast from the run's own slot (catch-up aside)
+    live: list[dict] = field(default_factory=list)  # accuracy of what this run scored
 
     @property
     def forecast_share(self) -> float:
@@ -200,6 +201,7 @@ class PredictSummary:
             "duplicate_rows": r.duplicate_rows,
             "off_grid_rows": r.off_grid_rows,
             "scored": self.scored,
+            "live_accuracy": self.live,
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -214,6 +216,7 @@ def summarize(
     scored: int,
     clock: Stopwatch,
     arrival: Arrival | None = None,
+    live: list[dict] | None = None,
 ) -> PredictSummary:
     """The run's summary (and its one log line)."""
     series = int(frame["series_id"].nunique()) if len(frame) else 0
@@ -230,6 +233,7 @@ def summarize(
         {**clock.laps, **report.timings},
         arrival,
         as_of_series,
+        live or [],
     )
     run_logger().info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",

@@ -126,6 +126,14 @@ def publish_predict(summary: PredictSummary) -> list[dict]:
         {"item": "matured forecasts scored", "value": summary.scored},
         {"item": "duration s", "value": round(summary.seconds, 3)},
     ]
+    for g in summary.live:  # accuracy of the forecasts this run scored, per model and level
+        rows.append(
+            {
+                "item": f"scored now: {g['model_version']} at {g['level']:.0%}",
+                "value": f"n {g['n']}, MAE {g['mae']:.3f}, WAPE {g['wape_pct']:.1f}%, "
+                f"coverage {g['coverage_pct']:.1f}%",
+            }
+        )
     if skipped_series:
         rows.append(
             {

@@ -91,6 +91,17 @@ def score_forecasts(
     )
 
 
+@task(name="live-accuracy", **STORAGE_TASK)
+def live_accuracy(settings: Settings, as_of: pd.Timestamp, slots: int) -> list[dict]:
+    """n, MAE, WAPE and coverage per interval level of the forecasts whose targets fell in
+    the last `slots` slots up to `as_of` (what this run just scored): one small aggregate."""
+    step = pd.Timedelta(settings.freq)
+    table = get_store(settings).read_accuracy(
+        start=as_of - step * (slots - 1), end=as_of, by=("model_version", "level")
+    )
+    return table.to_dict(orient="records")
+
+
 @task(name="issued-slots", **STORAGE_TASK)
 def issued_slots(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     """Forecast origins already written in [start, end] (for catch-up)."""

@@ -81,6 +81,14 @@ def test_the_next_run_scores_forecasts_whose_actuals_arrived(job):
     assert (mine["step"] == 1).all()
     np.testing.assert_allclose(mine["abs_error"].to_numpy(), expected.to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(mine["y"].to_numpy(), actual.sort_index().to_numpy())
+    # the run reports the accuracy of what it scored: one group per model and level
+    live = {(g["model_version"], g["level"]): g for g in out["live_accuracy"]}
+    ref = job.store().read_accuracy(start=second, end=second, by=("model_version", "level"))
+    assert len(live) == len(ref) >= 1
+    for r in ref.itertuples():
+        g = live[(r.model_version, r.level)]
+        assert g["n"] == r.n and g["mae"] == pytest.approx(r.mae)
+        assert g["coverage_pct"] == pytest.approx(r.coverage_pct)
 
 
 def test_predict_rerun_for_the_same_slot_changes_no_row_count(job):
