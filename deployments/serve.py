@@ -22,6 +22,7 @@ from pathlib import Path
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+from deployments import prefect_home
 from flows.predict import predict
 from flows.retrain import retrain
 from tasks.settings import get_settings
@@ -142,13 +143,30 @@ def prefect_api() -> Iterator[str]:
     if configured:
         yield configured
         return
-    home = get_settings().models_dir.parent / "prefect"
-    with local_prefect_server(home) as url, temporary_settings(updates={PREFECT_API_URL: url}):
+    home = prefect_home(get_settings().models_dir)
+    with (
+        local_prefect_server(home) as url,
+        advertised(home, url),
+        temporary_settings(updates={PREFECT_API_URL: url}),
+    ):
         os.environ["PREFECT_API_URL"] = url  # for subprocesses the runner starts
         try:
             yield url
         finally:
             os.environ.pop("PREFECT_API_URL", None)
+
+
+@contextlib.contextmanager
+def advertised(home: Path, url: str) -> Iterator[None]:
+    """Record a running server's API URL in `<home>/api-url` (atomically) while the block
+    runs, so CLI commands on this machine reuse it (`deployments.use_local_prefect`)."""
+    url_file, tmp = home / "api-url", home / ".api-url.tmp"
+    tmp.write_text(url + "\n")
+    os.replace(tmp, url_file)
+    try:
+        yield
+    finally:
+        url_file.unlink(missing_ok=True)
 
 
 def main(predict_interval: int | None = None, retrain_interval: int | None = None) -> None:

@@ -100,6 +100,13 @@ def _ensure_local_dirs(settings, store: bool = True) -> None:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _prefect_home() -> None:
+    """Before Prefect is imported: reuse `forecast serve`'s server, else its database."""
+    from deployments import use_local_prefect
+
+    typer.echo(f"Prefect: {use_local_prefect(_settings().models_dir)}", err=True)
+
+
 def _run_flow(fn, **params):
     """Run a flow in this process; storage and model errors, and a run that forecast too
     little, become a one-line error (exit code 2)."""
@@ -291,6 +298,7 @@ def train(
     """Run the retrain flow: train a challenger on a sample of series, compare it with the
     champion and the baselines on the most recent day of series it never saw, register it,
     promote it if it wins."""
+    _prefect_home()
     from flows.retrain import retrain
 
     _setup_logging(False, flows=True)
@@ -323,6 +331,7 @@ def predict(
     ] = None,
 ) -> None:
     """Run the predict flow once: forecast the next hour of every series and upsert it."""
+    _prefect_home()
     from flows.predict import predict as predict_flow
 
     _setup_logging(False, flows=True)
@@ -339,6 +348,7 @@ def backfill(
     ] = None,
 ) -> None:
     """Write the forecasts predict would have written for every slot in [start, end]."""
+    _prefect_home()
     from flows.backfill import backfill as backfill_flow
 
     _setup_logging(False, flows=True)

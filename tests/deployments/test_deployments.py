@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.serve import build_deployments, local_prefect_server, one_at_a_time
+from deployments.serve import advertised, build_deployments, local_prefect_server, one_at_a_time
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,12 +75,18 @@ def test_served_deployments_have_schedules_and_concurrency_limits(monkeypatch):
 def test_local_prefect_server_starts_on_loopback_and_stops(tmp_path):
     import urllib.request
 
-    with local_prefect_server(tmp_path / "prefect", timeout=240) as url:
+    from test_prefect_home import _choose
+
+    home = tmp_path / "prefect"
+    with local_prefect_server(home, timeout=240) as url, advertised(home, url):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(f"{url}/health", timeout=10) as resp:
             assert resp.status == 200
+        # a CLI command started now on this machine reuses this server
+        assert _choose(tmp_path / "models")["api"] == url
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=3)
+    assert not (home / "api-url").exists()
 
 
 PICKLED_RUN = """
