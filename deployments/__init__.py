@@ -50,5 +50,8 @@ def use_local_prefect(models_dir: os.PathLike[str] | str) -> str:
         except OSError:
             pass  # a stale file: serve is not running
     os.environ.setdefault("PREFECT_HOME", str(home))
+    # Prefect waits 20 s for its temporary server by default: too little on a loaded
+    # 2-core machine (the first start also migrates the database)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     home.mkdir(parents=True, exist_ok=True)
     return f"a temporary Prefect server on the database in {home}"

@@ -121,6 +121,16 @@ def _run_flow(fn, **params):
         from storage import redact_text
 
         fail(redact_text(str(exc)))
+    except RuntimeError as exc:
+        if "ephemeral Prefect API" not in str(exc):
+            raise
+        wait = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+        fail(
+            f"the temporary Prefect server did not answer within {wait} s (a busy machine?). "
+            "Keep one running instead: `forecast serve` (CLI commands reuse it), or start "
+            "`prefect server start` and set PREFECT_API_URL; or raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+        )
 
 
 def _strict(obj):

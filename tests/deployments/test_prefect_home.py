@@ -20,7 +20,8 @@ def _choose(models: Path, env: dict | None = None) -> dict:
         "import json, os, sys, deployments;"
         "said = deployments.use_local_prefect(sys.argv[1]);"
         "print(json.dumps({'said': said, 'api': os.environ.get('PREFECT_API_URL'),"
-        "'home': os.environ.get('PREFECT_HOME'), 'imported': 'prefect' in sys.modules}))"
+        "'home': os.environ.get('PREFECT_HOME'), 'imported': 'prefect' in sys.modules,"
+        "'startup_timeout': os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS')}))"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     out = subprocess.run(
@@ -49,6 +50,7 @@ def test_without_a_running_serve_the_cli_uses_the_serve_database(tmp_path):
     got = _choose(models)
     assert got["api"] is None and got["home"] == str(tmp_path / "data" / "prefect")
     assert not got["imported"] and (tmp_path / "data" / "prefect").is_dir()
+    assert got["startup_timeout"] == "180"  # a loaded machine gets time to start the server
 
 
 def test_a_running_serve_server_is_reused_and_a_stale_url_file_is_ignored(tmp_path):
