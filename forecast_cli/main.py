@@ -107,6 +107,43 @@ def _prefect_home() -> None:
     typer.echo(f"Prefect: {use_local_prefect(_settings().models_dir)}", err=True)
 
 
+class _OneLine(logging.Formatter):
+    """Wraps the console's formatter: the message without its traceback (the traceback
+    goes to the CLI's log file). The record is restored, so Prefect's API handler still
+    stores the full traceback in the run's log."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _tracebacks_to_file() -> Path:
+    """Console lines without tracebacks; every record, tracebacks included, appended to
+    `<data>/logs/forecast-cli.log` (next to the models folder)."""
+    path = _settings().models_dir.expanduser().resolve().parent / "logs" / "forecast-cli.log"
+    root = logging.getLogger()
+    for h in root.handlers:
+        console = isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        if console and not isinstance(h.formatter, _OneLine):
+            h.setFormatter(_OneLine(h.formatter))
+    if not any(getattr(h, "_forecast_cli_file", False) for h in root.handlers):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(path, encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setLevel(logging.INFO)
+        fh._forecast_cli_file = True  # type: ignore[attr-defined]
+        root.addHandler(fh)
+    return path
+
+
 def _run_flow(fn, **params):
     """Run a flow in this process; storage and model errors, and a run that forecast too
     little, become a one-line error (exit code 2)."""
@@ -115,12 +152,13 @@ def _run_flow(fn, **params):
     from tasks.predict_tasks import ForecastShortfall
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    log_file = _tracebacks_to_file()
     try:
         return fn(**{k: v for k, v in params.items() if v is not None})
     except (ForecastError, StorageError, ValueError, ForecastShortfall) as exc:
         from storage import redact_text
 
-        fail(redact_text(str(exc)))
+        fail(f"{redact_text(str(exc))} (traceback: {log_file})")
     except RuntimeError as exc:
         if "ephemeral Prefect API" not in str(exc):
             raise

@@ -100,3 +100,37 @@ def test_a_mistyped_store_path_is_named_and_nothing_is_created(
         assert str(target) in res.stderr and "does not exist" in res.stderr, (args, res.stderr)
         assert not target.exists() and not (tmp_path / "no-such-dir").exists(), args
     forget_stores()
+
+
+@pytest.mark.slow
+def test_a_failing_command_prints_its_error_in_one_line_and_logs_the_traceback(tmp_path):
+    """Issue 13.4: no Prefect traceback on the console; the error line last, naming where
+    the traceback went (a real process: the console handler is Prefect's own)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        FORECAST_STORE_URL=f"sqlite:///{tmp_path / 'typo.db'}",
+        FORECAST_MODELS_DIR=str(tmp_path / "data" / "models"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-m", "forecast_cli.main", "predict"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    console = res.stdout + res.stderr
+    assert "Traceback" not in console, console[-3000:]
+    last = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert last and "typo.db" in last[-1] and "does not exist" in last[-1], res.stderr[-2000:]
+    log = tmp_path / "data" / "logs" / "forecast-cli.log"
+    assert str(log) in last[-1] and "Traceback" in log.read_text()
+    assert not (tmp_path / "typo.db").exists()
