@@ -21,7 +21,7 @@ from tasks.retrain_tasks import (
     train_challenger,
 )
 from tasks.settings import get_settings
-from tasks.storage_tasks import history_end_slot, read_history, read_profile
+from tasks.storage_tasks import apply_retention, history_end_slot, read_history, read_profile
 
 
 @flow(name="retrain", flow_run_name=flow_run_namer("retrain"), timeout_seconds=6 * 3600)
@@ -38,7 +38,8 @@ def retrain(
     (up to the last complete slot before the run's scheduled time, or `history_end`),
     judge it against the champion and both baselines on the most recent held-out day of a
     disjoint sample of series, register it, and promote it only if it wins (the first
-    model: if it beats the baselines)."""
+    model: if it beats the baselines). Last, old forecasts and accuracy rows are deleted
+    (retention, relative to the history's end)."""
     settings = get_settings(
         history_days=history_days,
         store_url=store_url,
@@ -57,4 +58,5 @@ def retrain(
     version = register(settings, challenger, comparison, data, champion_version)
     rename_flow_run(f"retrain-{version}")
     publish_retrain(settings, data, comparison, version, challenger, champion_version)
-    return retrain_result(settings, version, comparison, data)
+    retention = apply_retention(settings, end)
+    return retrain_result(settings, version, comparison, data, retention)

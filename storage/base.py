@@ -28,6 +28,7 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError
+from storage.retention import RetentionMixin
 from storage.timeutil import (
     NaiveWarner,
     RangeSkipper,
@@ -75,7 +76,7 @@ def to_frame(tab: pa.Table) -> pd.DataFrame:
     return tab.to_pandas()
 
 
-class Store(ABC):
+class Store(RetentionMixin, ABC):
     """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
 
     All timestamps in and out are timezone-aware UTC; naive input is taken as UTC (with one

@@ -136,7 +136,8 @@ class TableNames:
     """Names of the tables (SQL) or sub-folders (Parquet) the store uses.
 
     ``latest_view`` is the SQL view giving the latest forecast per series and target time;
-    empty means ``<forecasts>_latest``.
+    empty means ``<forecasts>_latest``. Retention keeps ``<accuracy>_daily`` (a table or
+    sub-folder).
     """
 
     metrics: str = "metrics"
@@ -152,5 +153,12 @@ class TableNames:
             object.__setattr__(self, "latest_view", f"{self.forecasts}_latest")
         check_identifier(self.latest_view, "latest-forecast view")
         names = [self.metrics, self.forecasts, self.accuracy, self.latest_view]
-        if len(set(names)) != 4:
-            raise ConfigError(f"table names must differ, got {names}")
+        if len(set([*names, self.accuracy_daily])) != 5:
+            raise ConfigError(
+                f"table names must differ (and from {self.accuracy_daily!r}), got {names}"
+            )
+
+    @property
+    def accuracy_daily(self) -> str:
+        """The daily accuracy roll-up that retention keeps: ``<accuracy>_daily``."""
+        return f"{self.accuracy}_daily"

@@ -19,6 +19,8 @@ from storage.sqldialect import Fault, Fields, SqlDialect
 
 #: Advisory lock key taken while creating tables (PostgreSQL); any fixed 64-bit number.
 DDL_LOCK_KEY = 0x5707A6E
+#: Advisory lock key taken by each retention batch (``storage.sqlretention``).
+RETENTION_LOCK_KEY = DDL_LOCK_KEY + 1
 
 #: Session settings set on every connection, whatever the database or role defaults say
 #: (``ALTER DATABASE ... SET``): timestamps in UTC and ISO text (``COPY ... TO`` output is
@@ -76,6 +78,13 @@ class PostgresDialect(SqlDialect):
 
     def lock_ddl(self, conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DDL_LOCK_KEY)))
+
+    def lock_retention(self, conn: sa.Connection) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(RETENTION_LOCK_KEY)))
+
+    def day_of(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        # the session's TimeZone is pinned to UTC (PG_SESSION)
+        return sa.func.date_trunc(sa.literal_column("'day'"), col, type_=col.type)
 
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)

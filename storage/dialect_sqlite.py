@@ -90,6 +90,10 @@ class SqliteDialect(SqlDialect):
     def create_view_sql(self, quoted_name: str, select_sql: str) -> str:
         return f"CREATE VIEW IF NOT EXISTS {quoted_name} AS {select_sql}"
 
+    def day_of(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        # tables this package creates hold '2024-01-01 00:05:00+00:00'
+        return sa.func.substr(col, 1, 10).op("||")(sa.literal_column("' 00:00:00+00:00'"))
+
     def can_score_in_sql(self, layout: MetricsLayout) -> bool:
         return layout.codec.canonical and layout.id_is_text
 

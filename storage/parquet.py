@@ -5,6 +5,7 @@ Layout under the root folder (sub-folder names are the TableNames)::
     metrics/date=2024-01-08/part-13.parquet             rows with ts in 13:00-13:59 UTC
     forecasts/date=2024-01-08/20240108T131500Z.parquet  one file per issued_at
     forecast_accuracy/date=2024-01-08/part-14.parquet   rows with target_ts in 14:00-14:59
+    forecast_accuracy_daily/day=2023-10-01.parquet      retention's roll-up of one day
 
 Files are sorted by time, with small row groups, so a range filter skips most of a file.
 Reads pick files by their folder and name first (``storage.parquetpaths``: the recent
@@ -48,6 +49,7 @@ from storage.parquetfiles import (
     split_sorted,
 )
 from storage.parquetpaths import HOUR_US, FolderLayout
+from storage.parquetretention import ParquetRetention
 from storage.timeutil import outside_ts_range
 
 
@@ -59,7 +61,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class ParquetStore(Store):
+class ParquetStore(ParquetRetention, Store):
     """Metrics and forecasts in a folder of Parquet files; see the module docstring."""
 
     backend = "parquet"
@@ -315,6 +317,7 @@ class ParquetStore(Store):
                 if files
                 else (0 if self._paths.dir(name).is_dir() else None)
             )
+        out["accuracy_daily"] = self._daily_rows()
         return out
 
 

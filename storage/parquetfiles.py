@@ -98,6 +98,30 @@ class FolderWriter:
                 raise
             self._commit(staged)
 
+    def replace(self, path: Path, tab: pa.Table) -> None:
+        """Stage ``tab`` and rename it over ``path`` (the caller holds the lock)."""
+        tmp = self._stage(path, tab)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.fsync:
+            _fsync(path.parent)
+
+    def remove(self, path: Path) -> bool:
+        """Remove one file (the caller holds the lock), then its folder when that is empty;
+        False when it was gone already."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        if self.fsync:
+            _fsync(path.parent)
+        with contextlib.suppress(OSError):  # not empty (or gone): keep it
+            path.parent.rmdir()
+        return True
+
     def _stage(self, path: Path, tab: pa.Table) -> Path:
         """Write ``tab`` to a temporary file beside ``path`` (durably) and return its name."""
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ must open (by folder and file name alone, before any file is opened).
 ``<root>/<table>/date=YYYY-MM-DD/`` holds one UTC day; metrics and accuracy files are
 ``part-HH.parquet`` (one UTC hour each; other ``*.parquet`` files dropped into a date
 folder are read too), forecast files are named by their issued_at,
-``YYYYMMDDTHHMMSSZ.parquet``.
+``YYYYMMDDTHHMMSSZ.parquet``. Retention's daily accuracy roll-up is one small file per
+day, ``<root>/<accuracy>_daily/day=YYYY-MM-DD.parquet``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ HOUR_US = 3_600_000_000
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _HOUR_FILE = re.compile(r"^part-(\d{2})\.parquet$")
 _ISSUED_FILE = re.compile(r"^(\d{8}T\d{6}Z)\.parquet$")
+_DAY_FILE = re.compile(r"^day=(\d{4}-\d{2}-\d{2})\.parquet$")
+DAY_US = 24 * HOUR_US
 
 
 def _date_of(us: int) -> str:
@@ -119,9 +122,42 @@ class FolderLayout:
     def issued_path(self, issued: int) -> Path:
         return self.dir(self.tables.forecasts) / f"date={_date_of(issued)}" / _issued_name(issued)
 
-    def date_folders(self) -> list[Path]:
-        """Every ``date=`` folder of the three tables."""
+    def files_before(self, table: str, cutoff: int) -> list[tuple[int, Path]]:
+        """(day start, file) of an hour-partitioned table's files that hold only rows
+        before ``cutoff``: hour files ending by then, other files of days ending by then."""
         out = []
+        for date in self.dates(table, None, cutoff - 1):
+            start = _date_start_us(date)
+            for entry in os.scandir(self.dir(table) / f"date={date}"):
+                if entry.name.startswith((".", "_")) or not entry.name.endswith(".parquet"):
+                    continue
+                m = _HOUR_FILE.match(entry.name)
+                end = start + (int(m[1]) + 1) * HOUR_US if m else start + DAY_US
+                if end <= cutoff:
+                    out.append((start, Path(entry.path)))
+        return sorted(out)
+
+    def daily_path(self, day: int) -> Path:
+        return self.dir(self.tables.accuracy_daily) / f"day={_date_of(day)}.parquet"
+
+    def daily_files(self, lo: int | None, hi: int | None) -> list[Path]:
+        """Daily roll-up files of days with lo <= day start <= hi."""
+        base = self.dir(self.tables.accuracy_daily)
+        if not base.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(base):
+            m = _DAY_FILE.match(entry.name)
+            if m:
+                day = _date_start_us(m[1])
+                if (lo is None or day >= lo) and (hi is None or day <= hi):
+                    out.append(Path(entry.path))
+        return sorted(out)
+
+    def date_folders(self) -> list[Path]:
+        """Every ``date=`` folder of the three tables, and the daily roll-up's folder."""
+        daily = self.dir(self.tables.accuracy_daily)
+        out = [daily] if daily.is_dir() else []
         for name in (self.tables.metrics, self.tables.forecasts, self.tables.accuracy):
             base = self.dir(name)
             if base.is_dir():

@@ -42,8 +42,10 @@ from storage.redact import encode_userinfo, redact_url
 from storage.sqlaccuracy import score_select, summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
+from storage.sqlretention import SqlRetention
 from storage.sqlschema import (
     MetricsLayout,
+    accuracy_daily_table,
     accuracy_table,
     check_metrics_table,
     forecasts_table,
@@ -61,7 +63,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class SqlStore(Store):
+class SqlStore(SqlRetention, Store):
     """Metrics and forecasts in a SQL database; see the module docstring."""
 
     def __init__(
@@ -88,6 +90,7 @@ class SqlStore(Store):
         self._md = sa.MetaData()
         self.forecasts = forecasts_table(self._md, self.tables, self.dialect)
         self.accuracy = accuracy_table(self._md, self.tables, self.dialect)
+        self.daily = accuracy_daily_table(self._md, self.tables, self.dialect)
         self._grid, self._fine = self.dialect.grid, self.dialect.fine
         self._metrics: MetricsLayout | None = None
         try:
@@ -112,12 +115,12 @@ class SqlStore(Store):
 
     # ----------------------------------------------------------------- schema
     def _ensure_output_tables(self, conn: sa.Connection) -> None:
-        """Create the forecasts and accuracy tables and the view when absent (serialised
+        """Create the forecasts, accuracy and daily tables and the view when absent (serialised
         between processes by the dialect's DDL lock, e.g. the first predict and retrain
         runs opening the store at the same moment)."""
         self.dialect.lock_ddl(conn)
         insp = sa.inspect(conn)
-        for table in (self.forecasts, self.accuracy):
+        for table in (self.forecasts, self.accuracy, self.daily):
             if insp.has_table(table.name):
                 have = {c["name"] for c in insp.get_columns(table.name)}
                 missing = [c.name for c in table.columns if c.name not in have]
@@ -160,11 +163,11 @@ class SqlStore(Store):
         return self._metrics
 
     def drop_all(self) -> None:
-        """Drop the view and the three tables (tests and clean-ups)."""
-        q = self.dialect.quote
+        """Drop the view and the four tables (tests and clean-ups)."""
+        q, t = self.dialect.quote, self.tables
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {q(self.tables.latest_view)}")
-            for name in (self.tables.accuracy, self.tables.forecasts, self.tables.metrics):
+            for name in (t.accuracy_daily, t.accuracy, t.forecasts, t.metrics):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(name)}")
         self._metrics = None
 
@@ -419,6 +422,7 @@ class SqlStore(Store):
                 ("metrics", self.tables.metrics),
                 ("forecasts", self.tables.forecasts),
                 ("accuracy", self.tables.accuracy),
+                ("accuracy_daily", self.tables.accuracy_daily),
             ):
                 if not insp.has_table(name):
                     out[key] = None

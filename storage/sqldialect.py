@@ -125,6 +125,14 @@ class SqlDialect(ABC):
     def lock_ddl(self, conn: sa.Connection) -> None:  # noqa: B027 - most need no lock
         """Serialise table creation between processes (inside the caller's transaction)."""
 
+    def lock_retention(self, conn: sa.Connection) -> None:  # noqa: B027 - SQLite needs none
+        """Serialise retention batches between processes (inside the caller's transaction),
+        so two runs never roll up the same rows."""
+
+    @abstractmethod
+    def day_of(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        """The UTC midnight starting the day of a grid timestamp, in the column's format."""
+
     def can_score_in_sql(self, layout: MetricsLayout) -> bool:
         """Whether forecasts can be joined to this metrics table in SQL."""
         return True

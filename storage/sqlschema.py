@@ -7,6 +7,8 @@ Keys and indexes (the same on every dialect):
 * forecasts: primary key (issued_at, series_id, step); index (target_ts, series_id,
   issued_at) serving the latest-forecast view and target-time reads.
 * forecast_accuracy: primary key (issued_at, series_id, step); index (target_ts).
+* forecast_accuracy_daily: primary key (day, model_version, step, level): what retention
+  keeps of deleted accuracy rows.
 * ``<forecasts>_latest`` view: a forecast row for which no row of the same series and
   target time has a later issued_at (a NOT EXISTS anti-join on the target index).
 """
@@ -70,6 +72,25 @@ def accuracy_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> s
         sa.Column("scored_at", dialect.ts_type(), nullable=False),
         sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
         sa.Index(f"ix_{t}_target", "target_ts"),
+        **dialect.table_kwargs,
+    )
+
+
+def accuracy_daily_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> sa.Table:
+    """The daily accuracy roll-up retention keeps (``storage.retention``)."""
+    t = names.accuracy_daily
+    return sa.Table(
+        t,
+        md,
+        sa.Column("day", dialect.ts_type(), nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("level", sa.Double, nullable=False),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.Column("sum_abs_error", sa.Double, nullable=False),
+        sa.Column("sum_abs_y", sa.Double, nullable=False),
+        sa.Column("n_covered", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("day", "model_version", "step", "level", name=f"pk_{t}"),
         **dialect.table_kwargs,
     )
 

@@ -201,7 +201,11 @@ def evaluation_dict(comparison: Comparison, data: TrainingData) -> dict:
 
 
 def retrain_result(
-    settings: Settings, version: str, comparison: Comparison, data: TrainingData
+    settings: Settings,
+    version: str,
+    comparison: Comparison,
+    data: TrainingData,
+    retention: dict | None = None,
 ) -> dict:
     """The retrain flow's return value (strict JSON: undefined figures are null)."""
     ev = evaluation_dict(comparison, data)
@@ -218,4 +222,5 @@ def retrain_result(
         "trained_series_mase": ev["trained_series"]["mase"],
         "unseen_series_mase": ev["unseen_series"]["mase"],
         "future_rows_ignored": data.report.future_rows,
+        "retention": retention,
     }

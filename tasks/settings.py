@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # torch threads of a predict run: 1 leaves the other cores to a concurrent retrain (two
     # processes each using every core slow each other down many times over)
     predict_threads: int = Field(1, ge=1, le=256)
+    # retention (run at the end of each retrain): forecasts issued and accuracy rows
+    # targeted longer ago than this are deleted; accuracy is rolled up per day first
+    forecast_retention_days: float = Field(30.0, gt=0)
+    accuracy_retention_days: float = Field(90.0, gt=0)
     storage_retries: int = Field(4, ge=0, le=20)  # transient storage errors: retried
     storage_retry_delay_s: float = Field(5.0, ge=0)  # first delay; then x2 (5, 10, 20, 40 s)
 

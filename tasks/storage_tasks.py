@@ -112,3 +112,14 @@ def issued_slots(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> 
 def metrics_range(settings: Settings) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
     """(first ts, last ts, number of series) of the metrics, or None when there are none."""
     return get_store(settings, create=False).metrics_range()
+
+
+@task(name="apply-retention", **{**STORAGE_TASK, "timeout_seconds": 3 * 3600})
+def apply_retention(settings: Settings, now: pd.Timestamp | None = None) -> dict:
+    """Delete forecasts older than `forecast_retention_days` and accuracy rows older than
+    `accuracy_retention_days` (before `now`, default the clock), in bounded batches, after
+    rolling the accuracy up into the daily table; metrics are never deleted. Idempotent, so
+    a retried run deletes nothing twice. Returns the store's counts."""
+    return get_store(settings, create=False).apply_retention(
+        settings.forecast_retention_days, settings.accuracy_retention_days, now=now
+    )

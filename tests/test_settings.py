@@ -15,9 +15,9 @@ def test_production_retry_policy_is_5_10_20_40_seconds():
 def test_storage_tasks_carry_the_policy_read_at_start_up():
     """Declared once (tasks/common.py) from the environment of the process; the test
     session runs it scaled down (tests/conftest.py)."""
-    from tasks.storage_tasks import read_windows, write_forecasts
+    from tasks.storage_tasks import apply_retention, read_windows, write_forecasts
 
-    for t in (read_windows, write_forecasts):
+    for t in (read_windows, write_forecasts, apply_retention):
         assert t.retries == 4
         assert t.retry_delay_seconds == [0.2, 0.4, 0.8, 1.6]
 
@@ -31,6 +31,8 @@ def test_storage_tasks_carry_the_policy_read_at_start_up():
         ("FORECAST_FREQ", "often", "fixed positive frequency"),
         ("FORECAST_CATCH_UP_SLOTS", "-3", "FORECAST_CATCH_UP_SLOTS='-3'"),
         ("FORECAST_TRAIN_MAX_SECONDS", "0", "FORECAST_TRAIN_MAX_SECONDS='0'"),
+        ("FORECAST_FORECAST_RETENTION_DAYS", "0", "FORECAST_FORECAST_RETENTION_DAYS='0'"),
+        ("FORECAST_ACCURACY_RETENTION_DAYS", "-1", "FORECAST_ACCURACY_RETENTION_DAYS='-1'"),
     ],
 )
 def test_a_bad_setting_names_the_variable_the_value_and_the_range(monkeypatch, env, value, needle):
@@ -48,3 +50,12 @@ def test_a_bad_flow_parameter_is_named_as_a_parameter():
 def test_the_store_password_never_shows_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("FORECAST_STORE_URL", "postgresql+psycopg://u:hunter2@db/x")
     assert "hunter2" not in repr(get_settings())
+
+
+def test_retention_defaults_and_environment(monkeypatch):
+    s = get_settings()
+    assert (s.forecast_retention_days, s.accuracy_retention_days) == (30.0, 90.0)
+    monkeypatch.setenv("FORECAST_FORECAST_RETENTION_DAYS", "7.5")
+    monkeypatch.setenv("FORECAST_ACCURACY_RETENTION_DAYS", "400")
+    s = get_settings()
+    assert (s.forecast_retention_days, s.accuracy_retention_days) == (7.5, 400.0)

@@ -377,10 +377,29 @@ def test_retrain_learns_from_a_sample_and_is_judged_on_series_it_never_saw(
     ahead = frame.iloc[[0]].assign(ts=END + pd.Timedelta(days=365))
     store = get_store(get_settings(store_url=url))
     store.write_metrics(pd.concat([frame, ahead], ignore_index=True))
+    old = END - pd.Timedelta(days=40)  # older than FORECAST_FORECAST_RETENTION_DAYS (30)
+    store.write_forecasts(
+        pd.DataFrame(
+            {
+                "series_id": "s0",
+                "issued_at": old,
+                "target_ts": [old + s * STEP for s in (1, 2)],
+                "step": [1, 2],
+                "yhat": 1.0,
+                "yhat_lower": 0.0,
+                "yhat_upper": 2.0,
+                "level": 0.8,
+                "model_version": "v0",
+            }
+        )
+    )
     try:
         r = retrain(store_url=url, models_dir=str(tmp_path / "m"), history_end=END)
     finally:
         forget_stores()
+    # retention ran last, relative to the history's end: the old forecast is gone
+    assert r["retention"]["forecasts_deleted"] == 2 and r["retention"]["accuracy_deleted"] == 0
+    assert store.read_forecasts(end=END - pd.Timedelta(days=30)).empty
     assert r["judged_on"] == "unseen series" and r["future_rows_ignored"] == 1
     assert (r["trained_series"], r["unseen_series"]) == (5, 3)
     assert r["unseen_series_mase"] is not None and r["trained_series_mase"] is not None
