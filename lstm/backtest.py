@@ -23,7 +23,7 @@ from lstm.errors import DataValidationError
 from lstm.evaluation import baseline_forecasts, mase_scales, scores, seasonal_period
 from lstm.fit import fit_forecaster
 from lstm.intervals import level_key
-from lstm.metrics import interval_coverage, per_series_metrics
+from lstm.metrics import interval_coverage, msis, per_series_metrics, quantile_crps
 from lstm.panel import ColumnNames, Panel, PrepReport, regularize
 from lstm.windows import gather, protocol_split, test_origins
 
@@ -128,10 +128,19 @@ def run_backtest(
     lstm_report = scores(target, arrays.yhat, ids, scale)
     lstm_report["coverage"] = {}
     lstm_report["width"] = {}
+    lstm_report["msis"] = {}
+    quantiles = {0.5: arrays.yhat}
     for lv in forecaster.levels:
         cov, width = interval_coverage(target, arrays.lower[lv], arrays.upper[lv])
         lstm_report["coverage"][level_key(lv)] = cov
         lstm_report["width"][level_key(lv)] = width
+        lstm_report["msis"][level_key(lv)] = msis(
+            target, arrays.lower[lv], arrays.upper[lv], lv, ids, scale
+        )
+        quantiles[(1 - lv) / 2], quantiles[(1 + lv) / 2] = arrays.lower[lv], arrays.upper[lv]
+    # CRPS from the median and the interval bounds, scaled like MASE (comparable to it:
+    # with the median alone it equals the scaled MAE)
+    lstm_report["scaled_crps"] = _scaled_mean(quantile_crps(target, quantiles), ids, scale)
     lstm_report["fit_s"] = round(fit_s, 2)
     lstm_report["predict_s"] = round(predict_s, 3)
     lstm_report["per_series"] = per_series_metrics(target, arrays.yhat, ids, scale)
@@ -158,6 +167,7 @@ def run_backtest(
     baseline_s = round(time.monotonic() - t0, 4)
     for name, pred in baselines.items():
         rep = scores(target, pred, ids, scale)
+        rep["scaled_crps"] = _scaled_mean(quantile_crps(target, {0.5: pred}), ids, scale)
         rep["fit_s"] = 0.0
         rep["predict_s"] = baseline_s
         rep["per_series"] = per_series_metrics(target, pred, ids, scale)
@@ -187,11 +197,21 @@ def run_backtest(
     }
 
 
+def _scaled_mean(values: np.ndarray, ids: np.ndarray, scale: dict[str, float]) -> float:
+    """Mean of per-forecast [B, H] values divided by their series' MASE scale."""
+    denom = np.array([scale.get(str(s), np.nan) for s in ids], dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = values / denom
+    ok = np.isfinite(scaled)
+    return float(scaled[ok].mean()) if ok.any() else float("nan")
+
+
 def format_table(report: dict) -> str:
     """The backtest report as a fixed-width table (MASE, WAPE, sMAPE, coverage, time)."""
     head = (
         f"{'model':<16}{'MASE avg':>9}{'MASE s1':>9}{'WAPE %':>8}{'sMAPE %':>9}"
-        f"{'MAE':>9}{'RMSE':>9}{'cov80':>7}{'cov95':>7}{'fit s':>8}"
+        f"{'MAE':>9}{'RMSE':>9}{'cov80':>7}{'cov95':>7}{'MSIS80':>8}{'MSIS95':>8}{'sCRPS':>7}"
+        f"{'fit s':>8}"
     )
     lines = [
         f"dataset {report['dataset']}: {report['series']} series, freq {report['freq']}, "
@@ -201,11 +221,12 @@ def format_table(report: dict) -> str:
         "-" * len(head),
     ]
     for name, m in report["models"].items():
-        cov = m.get("coverage", {})
+        cov, ms, nan = m.get("coverage", {}), m.get("msis", {}), float("nan")
         lines.append(
             f"{name:<16}{m['avg']['MASE']:>9.3f}{m['step1']['MASE']:>9.3f}{m['avg']['WAPE']:>8.1f}"
             f"{m['avg']['sMAPE']:>9.1f}{m['avg']['MAE']:>9.2f}{m['avg']['RMSE']:>9.1f}"
-            f"{cov.get('80', float('nan')):>7.1f}{cov.get('95', float('nan')):>7.1f}"
+            f"{cov.get('80', nan):>7.1f}{cov.get('95', nan):>7.1f}"
+            f"{ms.get('80', nan):>8.2f}{ms.get('95', nan):>8.2f}{m.get('scaled_crps', nan):>7.3f}"
             f"{m['fit_s']:>8.1f}"
         )
     return "\n".join(lines)

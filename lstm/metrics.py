@@ -123,3 +123,43 @@ def interval_coverage(y_true, lower, upper) -> tuple[float, float]:
     y_true = np.asarray(y_true, dtype=np.float64)
     inside = (y_true >= lower) & (y_true <= upper)
     return float(inside.mean() * 100.0), float(np.mean(np.asarray(upper) - np.asarray(lower)))
+
+
+def interval_score(y_true, lower, upper, level: float) -> np.ndarray:
+    """The interval (Winkler) score of each forecast, as the M4 competition defines it:
+    width + (2 / alpha) x how far the actual falls outside, alpha = 1 - level. Lower is
+    better; a calibrated, narrow interval scores best."""
+    y, lo, hi = (np.asarray(a, dtype=np.float64) for a in (y_true, lower, upper))
+    alpha = 1.0 - float(level)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"interval level must be in (0, 1), got {level!r}")
+    below = np.maximum(lo - y, 0.0)
+    above = np.maximum(y - hi, 0.0)
+    return (hi - lo) + (2.0 / alpha) * (below + above)
+
+
+def msis(y_true, lower, upper, level: float, series: Sequence, scale: Mapping[str, float]) -> float:
+    """Mean scaled interval score (M4): each forecast's interval score divided by its
+    series' MASE scale (in-sample naive MAE), averaged over every forecast and step."""
+    score = interval_score(y_true, lower, upper, level)  # [B, H]
+    denom = np.array([scale.get(str(s), np.nan) for s in series], dtype=np.float64)
+    if score.ndim == 2:
+        denom = denom[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = score / denom
+    ok = np.isfinite(scaled)
+    return float(scaled[ok].mean()) if ok.any() else float("nan")
+
+
+def quantile_crps(y_true, quantiles: Mapping[float, np.ndarray]) -> np.ndarray:
+    """Approximate CRPS of each forecast from a few predictive quantiles: twice the mean
+    pinball loss over the quantile levels given (the median and the interval bounds).
+    Equals |y - median| when only the median is given (CRPS of a point forecast)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    taus = sorted(quantiles)
+    total = np.zeros_like(y)
+    for tau in taus:
+        q = np.asarray(quantiles[tau], dtype=np.float64)
+        diff = y - q
+        total += np.maximum(tau * diff, (tau - 1.0) * diff)
+    return 2.0 * total / len(taus)

@@ -26,6 +26,14 @@ def check_shape(report: dict) -> None:
         assert len(m["per_series"]) == report["series"]
         assert ("coverage" in m) == (name == "lstm")
     assert set(report["models"]["lstm"]["coverage"]) == {"80", "95"}
+    lstm = report["models"]["lstm"]
+    assert set(lstm["msis"]) == {"80", "95"} and all(v > 0 for v in lstm["msis"].values())
+    for m in report["models"].values():  # every model has a CRPS (a baseline: its median's)
+        assert m["scaled_crps"] > 0
+    # a point forecast's CRPS is its absolute error: the naive scaled CRPS is a scaled MAE,
+    # of the same size as its MASE
+    naive = report["models"]["naive"]
+    assert 0.5 * naive["avg"]["MASE"] < naive["scaled_crps"] < 2 * naive["avg"]["MASE"]
 
 
 def test_lstm_beats_naive_on_synthetic_metrics():
