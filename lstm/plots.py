@@ -48,7 +48,8 @@ def plot_metrics_comparison(
 
 
 def plot_holdout(panel: Panel, extras: dict, path, model: str = "challenger", n_series: int = 4):
-    """PNG of actuals and 12-step forecast paths over the held-out period for a few series."""
+    """PNG of actuals and 12-step forecast paths over the held-out period for a few series:
+    the judged model with its interval band, and the champion (dashed) when there is one."""
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,14 +66,31 @@ def plot_holdout(panel: Panel, extras: dict, path, model: str = "challenger", n_
         lo = max(lo, panel.offsets[i])
         t = panel.timestamps(np.arange(lo, hi))
         ax.plot(t, panel.y[lo:hi], color="black", lw=0.8, label="actual")
+        band = extras.get("bands", {}).get(model)
+        champion = extras["preds"].get("champion") if model != "champion" else None
         for k, o in zip(rows, origins, strict=True):
-            ax.plot(
-                panel.timestamps(o + np.arange(1, h + 1)),
-                pred[k],
-                color="tab:blue",
-                lw=1.0,
-                label=model if k == rows[0] else None,
-            )
+            tt = panel.timestamps(o + np.arange(1, h + 1))
+            first = k == rows[0]
+            if band is not None:  # the stored interval of the model judged
+                ax.fill_between(
+                    tt,
+                    band[0][k],
+                    band[1][k],
+                    color="tab:blue",
+                    alpha=0.15,
+                    lw=0,
+                    label="interval" if first else None,
+                )
+            ax.plot(tt, pred[k], color="tab:blue", lw=1.0, label=model if first else None)
+            if champion is not None:
+                ax.plot(
+                    tt,
+                    champion[k],
+                    color="tab:orange",
+                    lw=0.9,
+                    ls="--",
+                    label="champion" if first else None,
+                )
         ax.set_title(str(sid), fontsize=9)
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
