@@ -174,6 +174,7 @@ BAD_TS = {  # rows a user wrote with plain SQL / pyarrow: out of range or unread
         "2300-01-01 00:00:00+00:00",
     ],
     "postgres": ["0999-01-01 00:00:00+00", "infinity", "0044-03-15 00:00:00+00 BC"],
+    "mysql": ["1000-01-01 00:00:00", "2300-01-01 00:00:00", "9999-12-31 23:59:59"],
 }
 
 
