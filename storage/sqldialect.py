@@ -87,7 +87,11 @@ class SqlDialect(ABC):
                 f"cannot use database URL {self.shown}: {redact_text(str(exc), self._raw)}"
             ) from None
         self.sa_dialect = engine.dialect
-        sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: self.on_connect(dbapi_conn))
+        # first of the connect hooks: SQLAlchemy's own first-connect setup (e.g. MySQL's
+        # sql_mode detection) then sees the session this dialect pins
+        sa.event.listen(
+            engine, "connect", lambda dbapi_conn, _rec: self.on_connect(dbapi_conn), insert=True
+        )
         return engine
 
     def open_url(self) -> sa.engine.URL:
