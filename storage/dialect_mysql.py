@@ -104,8 +104,13 @@ class MysqlDialect(SqlDialect):
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         u = self.url
         permanent = is_permanent_connect_error(exc)
+        orig = getattr(exc, "orig", None) or exc
+        code = orig.args[0] if getattr(orig, "args", None) else None
+        # PyMySQL raises a refused privilege (1142 INDEX/CREATE command denied) as an
+        # OperationalError too: connected, but the account cannot create the tables
+        verb = "cannot use" if code in (1142, 1143, 1227) else "cannot connect to"
         return StorageConnectionError(
-            f"cannot connect to {self.url.get_backend_name()} database {u.database!r} at "
+            f"{verb} {self.url.get_backend_name()} database {u.database!r} at "
             f"{u.host or 'localhost'}:{u.port or 3306} as user {u.username!r}: "
             f"{self.detail(exc)}"
             + (" (this will not succeed on a retry: check the URL)" if permanent else ""),
@@ -131,7 +136,9 @@ class MysqlDialect(SqlDialect):
         return MYSQL_TS
 
     def create_view_sql(self, quoted_name: str, select_sql: str) -> str:
-        return f"CREATE OR REPLACE VIEW {quoted_name} AS {select_sql}"
+        # created only when absent, under the DDL lock; OR REPLACE would need DROP, and
+        # MySQL has no CREATE VIEW IF NOT EXISTS
+        return f"CREATE VIEW {quoted_name} AS {select_sql}"
 
     def _named_lock(self, conn: sa.Connection, name: str) -> None:
         """A named lock held until the caller's transaction ends (MySQL has no

@@ -75,10 +75,11 @@ _PERMANENT_CONNECT_TEXT = (
 
 
 #: MySQL/MariaDB error codes (PyMySQL ``args[0]``). Permanent when connecting: 1044/1045/
-#: 1698 access denied, 1049 unknown database, 2005 unknown host. Transient: 2003 cannot
+#: 1698 access denied, 1049 unknown database, 2005 unknown host, 1142/1143/1227 a privilege
+#: the account lacks (e.g. INDEX when creating the tables). Transient: 2003 cannot
 #: connect (refused; an unresolvable host name says so and is permanent), 2006 server has
 #: gone away, 2013 connection lost, 1205 lock wait timeout, 1213 deadlock.
-_MYSQL_PERMANENT_CONNECT = (1044, 1045, 1049, 1698, 2005)
+_MYSQL_PERMANENT_CONNECT = (1044, 1045, 1049, 1142, 1143, 1227, 1698, 2005)
 _MYSQL_TRANSIENT = (1205, 1213, 2003, 2006, 2013)
 
 

@@ -36,6 +36,9 @@ PASSWORD_FORMS = [
     ),
     # an unencoded '@' in the password: the user info runs to the last '@'
     ("postgresql+psycopg://postgres:Tr0ub@4dor@127.0.0.1:1/db", ["Tr0ub@4dor", "4dor"]),
+    (f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/db", [SECRET]),
+    ("mariadb+pymysql://root:Tr0ub@4dor@127.0.0.1:1/db", ["Tr0ub@4dor", "4dor"]),
+    (f"mysql+pymysql://root@127.0.0.1:1/db?password={SECRET}", [SECRET]),
 ]
 
 

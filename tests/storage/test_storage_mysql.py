@@ -207,3 +207,43 @@ def test_datetime_range_bounds_are_utc(make_store):
     first, last, n = store.metrics_range()
     assert (first, last, n) == (slot(0), slot(2), 1)
     assert isinstance(first, pd.Timestamp) and first.tzinfo is not None
+
+
+def test_the_privileges_the_readme_lists_are_enough(make_store):
+    """An account with only the grants README.md lists writes, reads the view, scores and
+    applies retention (the metrics table is the user's: SELECT only)."""
+    admin = make_store()
+    t = admin.tables
+    admin.write_metrics(metrics(["a", "b"], range(30)))
+    user = "lstmf_priv_" + t.metrics[-6:]
+    grants = [f"GRANT SELECT ON test.`{t.metrics}` TO '{user}'@'127.0.0.1'"]
+    grants += [
+        f"GRANT SELECT, CREATE, INDEX, INSERT, UPDATE, DELETE ON test.`{n}` TO '{user}'@'127.0.0.1'"
+        for n in (t.forecasts, t.accuracy, t.accuracy_daily)
+    ]
+    grants.append(
+        f"GRANT SELECT, CREATE, CREATE VIEW ON test.`{t.latest_view}` TO '{user}'@'127.0.0.1'"
+    )
+    with admin.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP VIEW `{t.latest_view}`")
+        for name in (t.accuracy_daily, t.accuracy, t.forecasts):
+            conn.exec_driver_sql(f"DROP TABLE `{name}`")
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw-x1'")
+        for g in grants:
+            conn.exec_driver_sql(g)
+    store = None
+    try:
+        url = sa.engine.make_url(MARIADB_URL).set(username=user, password="pw-x1")
+        store = open_store(url.render_as_string(hide_password=False), tables=t)
+        store.write_forecasts(forecasts(["a", "b"], slot(5)))
+        store.write_forecasts(forecasts(["a"], slot(6)), slots=[slot(6)])
+        assert store.score_forecasts(slot(29)) == 36
+        assert len(store.read_latest_forecasts()) == 25  # a: 13 target times, b: 12
+        out = store.apply_retention(1 / 288, 1 / 24, now=slot(40) + pd.Timedelta(days=1))
+        assert out["forecasts_deleted"] == 36 and out["accuracy_deleted"] == 36, out
+        assert out["days_aggregated"] == 1 and len(store.read_accuracy_daily()) > 0
+    finally:
+        if store is not None:
+            store.close()
+        with admin.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
