@@ -1,6 +1,7 @@
 """Storage benchmark: the predict flow's reads and writes, per backend and size.
 
-For N series (1,000 / 10,000 / 100,000) it times, per backend (Parquet, SQLite, PostgreSQL):
+For N series (1,000 / 10,000 / 100,000) it times, per backend (Parquet, SQLite, PostgreSQL;
+MariaDB/MySQL with ``--backends mariadb``, ``STORAGE_BENCH_MARIADB_URL``):
 
 * ``read``: ``read_recent`` of the model's input window - 12 slots plus the same 12 slots
   one day (288 slots) and one week (2016 slots) earlier - for every series, one call;
@@ -36,6 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from storage import Store, TableNames, open_store  # noqa: E402
 
 PG_URL = os.environ.get("STORAGE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get(
+    "STORAGE_BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+SERVERS = {"postgres": ("PostgreSQL", PG_URL), "mariadb": ("MariaDB", MARIADB_URL)}
 FREQ = pd.Timedelta("5min")
 AS_OF = pd.Timestamp("2024-03-11 12:00", tz="UTC")
 WINDOW = 12
@@ -131,10 +136,11 @@ def _utc_us(ts: pd.Timestamp) -> int:
     return int(ts.as_unit("ns").value) // 1000
 
 
-def _pg_reachable() -> str | None:
+def _pg_reachable(backend: str = "postgres") -> str | None:
     import sqlalchemy as sa
 
-    url = sa.engine.make_url(PG_URL)
+    what, raw = SERVERS[backend]
+    url = sa.engine.make_url(raw)
     if url.host not in ("127.0.0.1", "localhost", "::1"):
         return f"refusing non-loopback host {url.host!r}"
     eng = sa.create_engine(url, connect_args={"connect_timeout": 3})
@@ -142,7 +148,7 @@ def _pg_reachable() -> str | None:
         with eng.connect():
             return None
     except Exception as exc:  # noqa: BLE001
-        return f"PostgreSQL unreachable ({type(exc).__name__})"
+        return f"{what} unreachable ({type(exc).__name__})"
     finally:
         eng.dispose()
 
@@ -154,6 +160,7 @@ def _open(backend: str, workdir: Path) -> Store:
         "parquet": f"parquet://{workdir / f'pq_{s}'}",
         "sqlite": f"sqlite:///{workdir / f'bench_{s}.db'}",
         "postgres": PG_URL,
+        "mariadb": MARIADB_URL,
     }[backend]
     return open_store(url, tables=tables)
 
@@ -204,11 +211,11 @@ def run(
     """Run the benchmark; returns ``{"machine": ..., "results": [...], "skipped": {...}}``."""
     sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
     skipped: dict[str, str] = {}
-    if "postgres" in backends:
-        reason = _pg_reachable()
+    for server in SERVERS:
+        reason = _pg_reachable(server) if server in backends else None
         if reason:
-            skipped["postgres"] = reason
-            backends = tuple(b for b in backends if b != "postgres")
+            skipped[server] = reason
+            backends = tuple(b for b in backends if b != server)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_storage_") as tmp:
         for n in sizes:

@@ -74,9 +74,27 @@ _PERMANENT_CONNECT_TEXT = (
 )
 
 
+#: MySQL/MariaDB error codes (PyMySQL ``args[0]``). Permanent when connecting: 1044/1045/
+#: 1698 access denied, 1049 unknown database, 2005 unknown host, 1142/1143/1227 a privilege
+#: the account lacks (e.g. INDEX when creating the tables). Transient: 2003 cannot
+#: connect (refused; an unresolvable host name says so and is permanent), 2006 server has
+#: gone away, 2013 connection lost, 1205 lock wait timeout, 1213 deadlock.
+_MYSQL_PERMANENT_CONNECT = (1044, 1045, 1049, 1142, 1143, 1227, 1698, 2005)
+_MYSQL_TRANSIENT = (1205, 1213, 2003, 2006, 2013)
+
+
+def _mysql_code(orig: BaseException) -> int | None:
+    if not type(orig).__module__.startswith("pymysql"):
+        return None
+    code = orig.args[0] if orig.args else None
+    return code if isinstance(code, int) else None
+
+
 def is_permanent_connect_error(exc: BaseException) -> bool:
     """Whether a failure to connect will repeat on every try (see above)."""
     orig = getattr(exc, "orig", None) or exc
+    if _mysql_code(orig) in _MYSQL_PERMANENT_CONNECT:
+        return True
     state = str(getattr(orig, "sqlstate", "") or "")
     if state.startswith(_PG_PERMANENT_CONNECT_STATES):
         return True
@@ -85,12 +103,14 @@ def is_permanent_connect_error(exc: BaseException) -> bool:
 
 
 def is_driver_error(exc: BaseException) -> bool:
-    """An error raised by SQLAlchemy or a database driver (sqlite3, psycopg)."""
+    """An error raised by SQLAlchemy or a database driver (sqlite3, psycopg, pymysql)."""
     import sqlite3
 
     from sqlalchemy.exc import DBAPIError
 
-    return isinstance(exc, DBAPIError | sqlite3.Error) or type(exc).__module__.startswith("psycopg")
+    return isinstance(exc, DBAPIError | sqlite3.Error) or type(exc).__module__.startswith(
+        ("psycopg", "pymysql")
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,6 +134,14 @@ def is_transient(exc: BaseException) -> bool:
         if str(getattr(orig, "sqlstate", "") or "").startswith(_PG_PERMANENT_CLASSES):
             return False
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
+    if type(orig).__module__.startswith("pymysql"):
+        import pymysql
+
+        if isinstance(orig, pymysql.err.InterfaceError):  # the connection is closed
+            return True
+        if _mysql_code(orig) == 2003:
+            return not is_permanent_connect_error(orig)
+        return _mysql_code(orig) in _MYSQL_TRANSIENT
     return isinstance(orig, OSError) and not isinstance(
         orig, FileNotFoundError | PermissionError | IsADirectoryError
     )

@@ -15,9 +15,9 @@ here; ``SqliteDialect`` in ``storage.dialect_sqlite``, ``PostgresDialect`` in
   table itself) and fetching a ``SELECT`` into Arrow (PostgreSQL
   ``COPY ... TO STDOUT`` as CSV; SQLite tuples).
 
-A new database (MySQL/MariaDB) is one more subclass: ``upsert`` with ``ON DUPLICATE KEY
-UPDATE``, its own ``in_ids`` (``JSON_TABLE``), ``ts_type``/codecs (``DATETIME(6)``), bulk
-paths (``executemany`` or ``LOAD DATA``), and one more entry in ``dialect_for``.
+MySQL/MariaDB (``storage.dialect_mysql``) is the third: ``upsert`` with ``ON DUPLICATE KEY
+UPDATE``, an expanding ``IN`` for ids, ``DATETIME(6)`` timestamps, ``VARCHAR`` key text
+(``key_text_type``) and ``executemany`` bulk paths.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class SqlDialect(ABC):
     #: How a URL for this database looks, and the driver it needs, for messages.
     url_form: ClassVar[str]
     needs: ClassVar[str]
+    #: Other SQLAlchemy backend names of this database (``mariadb`` for MySQL).
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: Codecs of grid timestamps (ts, issued_at, target_ts) and of created_at/scored_at.
     grid: ClassVar[TsCodec]
     fine: ClassVar[TsCodec]
@@ -85,7 +87,11 @@ class SqlDialect(ABC):
                 f"cannot use database URL {self.shown}: {redact_text(str(exc), self._raw)}"
             ) from None
         self.sa_dialect = engine.dialect
-        sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: self.on_connect(dbapi_conn))
+        # first of the connect hooks: SQLAlchemy's own first-connect setup (e.g. MySQL's
+        # sql_mode detection) then sees the session this dialect pins
+        sa.event.listen(
+            engine, "connect", lambda dbapi_conn, _rec: self.on_connect(dbapi_conn), insert=True
+        )
         return engine
 
     def open_url(self) -> sa.engine.URL:
@@ -113,6 +119,10 @@ class SqlDialect(ABC):
     @abstractmethod
     def ts_type(self) -> sa.types.TypeEngine:
         """The column type of a UTC instant."""
+
+    def key_text_type(self) -> sa.types.TypeEngine:
+        """The column type of text in keys and indexes (series_id, model_version)."""
+        return sa.Text()
 
     @abstractmethod
     def time_codec(self, conn: sa.Connection, table: sa.Table, column: str) -> TsCodec:
@@ -147,6 +157,13 @@ class SqlDialect(ABC):
         return ins.on_conflict_do_update(
             index_elements=[table.c[k] for k in key],
             set_={c: ins.excluded[c] for c in cols if c not in key},
+        )
+
+    def upsert_add(self, ins: Any, table: sa.Table, key: Sequence[str], sums: Sequence[str]) -> Any:
+        """``ins`` turned into an upsert on ``key`` that adds to the ``sums`` columns."""
+        return ins.on_conflict_do_update(
+            index_elements=[table.c[k] for k in key],
+            set_={s: table.c[s] + ins.excluded[s] for s in sums},
         )
 
     def is_missing_key_error(self, detail: str) -> bool:
@@ -188,11 +205,15 @@ class SqlDialect(ABC):
 
 def dialect_for(url: sa.engine.URL, shown: str) -> SqlDialect:
     """The dialect object for a parsed URL; ConfigError for anything unsupported."""
+    from storage.dialect_mysql import MysqlDialect
     from storage.dialect_postgres import PostgresDialect
     from storage.dialect_sqlite import SqliteDialect
 
-    # the supported dialects by SQLAlchemy backend name (MySQL would be one more entry)
-    dialects: dict[str, type[SqlDialect]] = {d.name: d for d in (SqliteDialect, PostgresDialect)}
+    # the supported dialects by SQLAlchemy backend name (mariadb:// is MySQL's dialect too)
+    dialects: dict[str, type[SqlDialect]] = {
+        d.name: d for d in (SqliteDialect, PostgresDialect, MysqlDialect)
+    }
+    dialects["mariadb"] = MysqlDialect
     backend = url.get_backend_name()
     cls = dialects.get(backend)
     if cls is None:
@@ -204,7 +225,7 @@ def dialect_for(url: sa.engine.URL, shown: str) -> SqlDialect:
                 f"{list(dialects)} and Parquet folders"
             )
     driver = url.drivername.partition("+")[2] or None
-    if backend != cls.name or driver not in cls.drivers:
+    if backend not in (cls.name, *cls.aliases) or driver not in cls.drivers:
         raise ConfigError(
             f"{url.drivername}:// in {shown} is not supported: use {cls.url_form} (the bulk "
             f"paths need {cls.needs})"

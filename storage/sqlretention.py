@@ -101,10 +101,7 @@ class SqlRetention:
             .group_by(*groups)
         )
         ins = self.dialect.insert(d).from_select([c.name for c in d.columns], sel)
-        return ins.on_conflict_do_update(
-            index_elements=[d.c[k] for k in DAILY_KEY],
-            set_={s: d.c[s] + ins.excluded[s] for s in DAILY_SUMS},
-        )
+        return self.dialect.upsert_add(ins, d, DAILY_KEY, DAILY_SUMS)
 
     def _read_daily(self, lo: int | None, hi: int | None) -> pa.Table:
         d = self.daily

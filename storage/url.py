@@ -20,7 +20,8 @@ _LOOKS_LIKE_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):", re.S)
 #: The store URL forms, for messages.
 URL_FORMS = (
     "sqlite:///relative/path.db or sqlite:////absolute/path.db, "
-    "postgresql+psycopg://user@host:port/db, parquet:///absolute/folder or a plain folder path"
+    "postgresql+psycopg://user@host:port/db, mysql+pymysql://user@host:port/db (MySQL or "
+    "MariaDB; mariadb+pymysql:// too), parquet:///absolute/folder or a plain folder path"
 )
 
 
@@ -52,8 +53,9 @@ def open_store(
 ) -> Store:
     """Open the store a URL names.
 
-    * ``sqlite:///path.db`` (the embedded default) and ``postgresql+psycopg://user@host/db``:
-      a SQL database (tables, indexes and the latest-forecast view are created if absent);
+    * ``sqlite:///path.db`` (the embedded default), ``postgresql+psycopg://user@host/db``
+      and ``mysql+pymysql://user@host/db`` (MySQL 8, MariaDB 10.6+; ``mariadb+pymysql://``
+      too): a SQL database (tables, indexes and the latest-forecast view are created if absent);
     * ``parquet:///path`` or a plain folder path: a Parquet dataset folder.
 
     Anything else that starts like ``scheme:`` (``sqlite:/data/f.db``, one slash) is a

@@ -44,13 +44,13 @@ def sqlite_env(harness, trained, tmp_path, monkeypatch):
     clear_model_cache()
 
 
-@pytest.fixture(params=["sqlite", "parquet", "postgres"])
+@pytest.fixture(params=["sqlite", "parquet", "postgres", "mariadb"])
 def bare_store(request, tmp_path):
     """A store on each backend with unique table names and no flows (store-level rows);
-    PostgreSQL tables are dropped afterwards."""
+    PostgreSQL and MariaDB tables are dropped afterwards."""
     import uuid
 
-    from forecast_test_support import require_postgres
+    from forecast_test_support import require_mariadb, require_postgres
 
     from storage import TableNames, open_store
 
@@ -60,9 +60,10 @@ def bare_store(request, tmp_path):
         "sqlite": lambda: f"sqlite:///{tmp_path / 'store.db'}",
         "parquet": lambda: str(tmp_path / "lake"),
         "postgres": require_postgres,
+        "mariadb": require_mariadb,
     }[request.param]()
     store = open_store(url, tables=tables)
     yield store
-    if request.param == "postgres":
+    if request.param in ("postgres", "mariadb"):
         store.drop_all()
     store.close()

@@ -36,6 +36,9 @@ PASSWORD_FORMS = [
     ),
     # an unencoded '@' in the password: the user info runs to the last '@'
     ("postgresql+psycopg://postgres:Tr0ub@4dor@127.0.0.1:1/db", ["Tr0ub@4dor", "4dor"]),
+    (f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/db", [SECRET]),
+    ("mariadb+pymysql://root:Tr0ub@4dor@127.0.0.1:1/db", ["Tr0ub@4dor", "4dor"]),
+    (f"mysql+pymysql://root@127.0.0.1:1/db?password={SECRET}", [SECRET]),
 ]
 
 
@@ -174,6 +177,7 @@ BAD_TS = {  # rows a user wrote with plain SQL / pyarrow: out of range or unread
         "2300-01-01 00:00:00+00:00",
     ],
     "postgres": ["0999-01-01 00:00:00+00", "infinity", "0044-03-15 00:00:00+00 BC"],
+    "mysql": ["1000-01-01 00:00:00", "2300-01-01 00:00:00", "9999-12-31 23:59:59"],
 }
 
 

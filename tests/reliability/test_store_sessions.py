@@ -1,12 +1,13 @@
 """Row 22 of the reliability table: PostgreSQL session defaults of the database (DateStyle,
-extra_float_digits, TimeZone) do not change what the store reads."""
+extra_float_digits, TimeZone), and MariaDB session settings (time_zone, sql_mode), do not
+change what the store reads. Row 25: permanent connection errors are not retried."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from forecast_test_support import require_postgres
+from forecast_test_support import require_mariadb, require_postgres
 from reliability_helpers import END, forecast_frame, metrics_frame
 
 from storage import open_store
@@ -64,6 +65,32 @@ def test_r22_database_session_defaults_do_not_change_what_is_read(odd_settings_d
         store.close()
 
 
+def test_r22_mariadb_session_settings_do_not_change_what_is_read():
+    """A session whose time zone is +05:30 and whose sql_mode quotes with ANSI_QUOTES and
+    takes backslashes literally (as a server's or user's defaults may say): the store pins
+    its own settings on every connection."""
+    hostile = "SET time_zone = '+05:30', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'"
+    store = open_store(require_mariadb(), engine_kwargs={"connect_args": {"init_command": hostile}})
+    try:
+        metrics = metrics_frame(["a", "b\\'c"], value=3907.123)
+        metrics.loc[metrics.index[-1], "value"] = PRECISE
+        store.write_metrics(metrics)
+        back = store.read_metrics().sort_values(["series_id", "ts"], ignore_index=True)
+        want = metrics.sort_values(["series_id", "ts"], ignore_index=True)
+        assert back["series_id"].tolist() == want["series_id"].tolist()
+        assert back["value"].tolist() == want["value"].tolist()  # exact, not rounded
+        assert back["ts"].tolist() == want["ts"].tolist()
+        fc = forecast_frame(["a"], END, yhat=PRECISE)
+        store.write_forecasts(fc)
+        got = store.read_latest_forecasts()
+        assert got["yhat"].tolist() == fc["yhat"].tolist()
+        assert got["target_ts"].tolist() == fc["target_ts"].tolist()
+    finally:
+        store.drop_all()
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mariadb"])
 @pytest.mark.parametrize(
     "case, permanent",
     [
@@ -74,7 +101,7 @@ def test_r22_database_session_defaults_do_not_change_what_is_read(odd_settings_d
     ],
 )
 def test_r25_permanent_connection_errors_are_not_retried(
-    harness, tmp_path, monkeypatch, case, permanent
+    harness, tmp_path, monkeypatch, case, permanent, backend
 ):
     """Row 25: a database or role that does not exist, or a host name that does not
     resolve, fails the run on its first try; a refused connection (a server restarting) is
@@ -86,13 +113,22 @@ def test_r25_permanent_connection_errors_are_not_retried(
     from tasks.common import forget_stores
     from tasks.settings import get_settings
 
-    require_postgres()
-    url = {
-        "no such database": "postgresql+psycopg://postgres@127.0.0.1:5432/lstmf_no_such_db",
-        "no such role": "postgresql+psycopg://lstmf_no_such_role@127.0.0.1:5432/test",
-        "unknown host": "postgresql+psycopg://postgres@no-such-host.invalid:5432/test",
-        "refused": "postgresql+psycopg://postgres@127.0.0.1:1/test",
-    }[case]
+    if backend == "postgres":
+        require_postgres()
+        url = {
+            "no such database": "postgresql+psycopg://postgres@127.0.0.1:5432/lstmf_no_such_db",
+            "no such role": "postgresql+psycopg://lstmf_no_such_role@127.0.0.1:5432/test",
+            "unknown host": "postgresql+psycopg://postgres@no-such-host.invalid:5432/test",
+            "refused": "postgresql+psycopg://postgres@127.0.0.1:1/test",
+        }[case]
+    else:
+        require_mariadb()
+        url = {
+            "no such database": "mysql+pymysql://root@127.0.0.1:3306/lstmf_no_such_db",
+            "no such role": "mysql+pymysql://lstmf_no_such_role@127.0.0.1:3306/test",
+            "unknown host": "mysql+pymysql://root@no-such-host.invalid:3306/test",
+            "refused": "mysql+pymysql://root@127.0.0.1:1/test",
+        }[case]
     with pytest.raises(Exception) as info:
         open_store(url)
     assert is_transient(info.value) is (not permanent), repr(info.value)

@@ -1,7 +1,7 @@
 """Fixtures for the storage contract suite: one store per backend with unique table names.
 
 PostgreSQL runs on 127.0.0.1:5432 (``STORAGE_TEST_PG_URL`` may point at another loopback
-database). It is required when CI=true (the tests fail if it is unreachable) and skipped
+database), MariaDB on 127.0.0.1:3306 (``STORAGE_TEST_MARIADB_URL``). Each is required when CI=true (the tests fail if it is unreachable) and skipped
 with the reason otherwise. Each test gets tables with a random suffix, dropped afterwards.
 """
 
@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from storage_pg import BACKENDS, IN_CI, LOOPBACK, PG_URL, pg_unavailable, require_pg, unique_tables  # noqa: F401
+from storage_pg import (  # noqa: F401
+    BACKENDS,
+    IN_CI,
+    LOOPBACK,
+    MARIADB_URL,
+    PG_URL,
+    pg_unavailable,
+    require_mariadb,
+    require_pg,
+    unique_tables,
+)
 
 from storage import ColumnMap, Store, TableNames, open_store
 
@@ -21,6 +31,8 @@ StoreFactory = Callable[..., Store]
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         require_pg()
+    if request.param == "mariadb":
+        require_mariadb()
     return request.param
 
 
@@ -30,6 +42,7 @@ def store_url(backend: str, tmp_path) -> str:
         "parquet": f"parquet://{tmp_path / 'store'}",
         "sqlite": f"sqlite:///{tmp_path / 'store.db'}",
         "postgres": PG_URL,
+        "mariadb": MARIADB_URL,
     }[backend]
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from storage_helpers import canon, forecasts, metrics, slot
 
+import storage.dialect_mysql
 import storage.dialect_sqlite
 import storage.parquet
 import storage.sql
@@ -192,8 +193,9 @@ def test_forecast_write_interrupted_half_way_leaves_nothing(seeded, backend, mon
 def test_metrics_write_interrupted_between_batches_leaves_nothing(seeded, backend, monkeypatch):
     store, m0, f0 = seeded
     df = metrics(["a", "b", "c"], range(3, 40), seed=9)  # overwrites and new rows, many hours
-    if backend == "sqlite":  # 111 rows in batches of 10: fail after the second batch
-        monkeypatch.setattr(storage.dialect_sqlite, "CHUNK_ROWS", 10)
+    if backend in ("sqlite", "mariadb"):  # 111 rows in batches of 10: fail after the second
+        module = storage.dialect_sqlite if backend == "sqlite" else storage.dialect_mysql
+        monkeypatch.setattr(module, "CHUNK_ROWS", 10)
         labels, after = {"chunk"}, 1
     elif backend == "postgres":  # fail after COPY filled the staging table
         labels, after = {"staged"}, 0

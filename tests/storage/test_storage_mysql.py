@@ -1,0 +1,249 @@
+"""MariaDB/MySQL-only behaviour: column types, time zones that are not UTC, key collation,
+existing user tables, connection errors and the view consumers query (the contract suite
+runs on MariaDB too, through the ``backend`` fixture)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from storage_helpers import forecasts, metrics, slot
+from storage_pg import MARIADB_URL, require_mariadb, unique_tables
+
+from storage import ColumnMap, StorageConnectionError, open_store
+from storage.errors import is_transient
+
+pytestmark = pytest.mark.mariadb
+
+
+@pytest.fixture
+def backend():
+    require_mariadb()
+    return "mariadb"
+
+
+@pytest.fixture
+def raw():
+    """A plain PyMySQL connection whose session time zone is +05:00 (as a server or user
+    default that is not UTC would be)."""
+    import pymysql
+
+    u = sa.engine.make_url(MARIADB_URL)
+    conn = pymysql.connect(
+        host=u.host,
+        port=u.port or 3306,
+        user=u.username,
+        password=u.password or "",
+        database=u.database,
+        init_command="SET time_zone = '+05:00'",
+        autocommit=True,
+    )
+    yield conn
+    conn.close()
+
+
+def _wall(ts: pd.Timestamp) -> dt.datetime:
+    return ts.tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+
+def _sql(raw, sql: str, args=None) -> list[tuple]:
+    with raw.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def test_tables_are_innodb_utf8mb4_with_datetime6_and_nopad_keys(make_store, raw):
+    store = make_store()
+    store.write_forecasts(forecasts(["a"], slot(1), horizon=1))
+    rows = _sql(
+        raw,
+        "SELECT column_name, column_type, collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s",
+        (store.tables.forecasts,),
+    )
+    types = {r[0]: (r[1], r[2]) for r in rows}
+    for c in ("issued_at", "target_ts", "created_at"):
+        assert types[c][0] == "datetime(6)"
+    assert types["series_id"] == ("varchar(512)", "utf8mb4_nopad_bin")
+    assert types["yhat"][0] == "double"
+    engine = _sql(
+        raw,
+        "SELECT engine FROM information_schema.tables WHERE table_schema = DATABASE() "
+        "AND table_name = %s",
+        (store.tables.forecasts,),
+    )
+    assert engine == [("InnoDB",)]
+
+
+def test_ids_differing_in_case_or_trailing_space_are_different_series(make_store):
+    store = make_store()
+    ids = ["a", "A", "a ", "ä"]
+    store.write_metrics(metrics(ids, range(3)))
+    out = store.read_recent(slot(2), 3)
+    assert sorted(set(out["series_id"])) == sorted(ids) and len(out) == 12
+    assert set(store.read_recent(slot(2), 3, series_ids=["a "])["series_id"]) == {"a "}
+
+
+def test_a_session_time_zone_other_than_utc_changes_nothing(make_store, raw):
+    """The store pins time_zone on each of its connections; DATETIME values are UTC wall time
+    whatever a reader's session says, and a store opened with a +05:00 init_command still
+    writes and reads UTC."""
+    store = make_store(engine_kwargs={"connect_args": {"init_command": "SET time_zone='+05:00'"}})
+    store.write_metrics(metrics(["s"], [1, 2]))
+    store.write_forecasts(forecasts(["s"], slot(1), horizon=1))
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT @@session.time_zone").scalar() == "+00:00"
+    stored = _sql(raw, f"SELECT ts FROM `{store.tables.metrics}` ORDER BY ts")
+    assert [r[0] for r in stored] == [_wall(slot(1)), _wall(slot(2))]
+    assert list(store.read_recent(slot(2), 2)["ts"]) == [slot(1), slot(2)]
+    created = store.read_forecasts()["created_at"].iloc[0]
+    assert abs(created - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=5)
+
+
+def test_existing_user_table_with_timestamp_column_written_in_another_time_zone(make_store, raw):
+    """A user's TIMESTAMP column, written by a +05:00 session: the store reads UTC."""
+    tables = unique_tables()
+    _sql(
+        raw,
+        f"CREATE TABLE `{tables.metrics}` (host INT NOT NULL, ts TIMESTAMP NOT NULL, "
+        "rps DOUBLE, PRIMARY KEY (host, ts)) ENGINE=InnoDB",
+    )
+    try:
+        local = _wall(slot(1) + pd.Timedelta(hours=5))
+        _sql(raw, f"INSERT INTO `{tables.metrics}` VALUES (7, %s, 1.5)", (local,))
+        store = make_store(columns=ColumnMap("host", "ts", "rps"), tables_=tables)
+        out = store.read_recent(slot(1), 1, series_ids=["7"])
+        assert list(out["series_id"]) == ["7"] and list(out["ts"]) == [slot(1)]
+        store.write_forecasts(forecasts(["7"], slot(0), horizon=1))
+        assert store.score_forecasts(slot(1)) == 1
+        assert store.score_forecasts(slot(1)) == 1  # re-scoring counts each row once
+    finally:
+        _sql(raw, f"DROP TABLE IF EXISTS `{tables.metrics}`")
+
+
+def test_latest_view_answers_plain_sql(make_store, raw):
+    store = make_store()
+    store.write_forecasts(forecasts(["a", "b"], slot(100), model_version="old"))
+    store.write_forecasts(forecasts(["a"], slot(101), model_version="new"))
+    rows = _sql(
+        raw,
+        "SELECT series_id, target_ts, issued_at, model_version, yhat "
+        f"FROM `{store.tables.latest_view}` ORDER BY series_id, target_ts",
+    )
+    api = store.read_latest_forecasts()
+    assert len(rows) == len(api) == 25
+    assert [r[0] for r in rows] == list(api["series_id"])
+    assert [pd.Timestamp(r[1], tz="UTC") for r in rows] == list(api["target_ts"])
+    assert [r[3] for r in rows] == list(api["model_version"])
+
+
+def test_many_series_ids_in_one_filter(make_store):
+    store = make_store()
+    store.write_metrics(metrics(["a", "b"], range(3)))
+    ids = [f"id{i}" for i in range(40_000)] + ["b"]
+    out = store.read_recent(slot(2), 3, series_ids=ids)
+    assert set(out["series_id"]) == {"b"} and len(out) == 3
+
+
+def test_ids_travel_as_bound_parameters(make_store, raw):
+    store = make_store()
+    evil = f"x'); DROP TABLE `{store.tables.forecasts}`; -- \\ %s"
+    store.write_metrics(metrics([evil, "b"], range(3)))
+    store.write_forecasts(forecasts([evil], slot(2), horizon=2))
+    assert set(store.read_recent(slot(2), 3, series_ids=[evil])["series_id"]) == {evil}
+    assert len(store.read_forecasts(series_ids=[evil])) == 2
+
+
+@pytest.mark.parametrize(
+    "url, permanent",
+    [
+        ("mysql+pymysql://root@127.0.0.1:3306/lstmf_no_such_db", True),
+        ("mysql+pymysql://lstmf_no_such_user:s3cr3t-pw@127.0.0.1:3306/test", True),
+        ("mysql+pymysql://root:s3cr3t-pw@no-such-host.invalid:3306/test", True),
+        ("mariadb+pymysql://root:s3cr3t-pw@127.0.0.1:1/test", False),
+    ],
+    ids=["no_such_database", "access_denied", "unknown_host", "refused"],
+)
+def test_connection_errors_are_classified_and_mask_the_password(backend, url, permanent):
+    with pytest.raises(StorageConnectionError) as err:
+        open_store(url + "?connect_timeout=3")
+    msg = str(err.value)
+    assert "s3cr3t-pw" not in msg and "cannot connect to" in msg, msg
+    assert err.value.permanent is permanent, msg
+    assert is_transient(err.value) is not permanent
+
+
+def test_driver_error_codes():
+    import pymysql
+
+    assert is_transient(pymysql.err.OperationalError(2013, "Lost connection to server"))
+    assert is_transient(pymysql.err.OperationalError(2006, "MySQL server has gone away"))
+    assert is_transient(pymysql.err.OperationalError(1213, "Deadlock found"))
+    assert is_transient(pymysql.err.OperationalError(2003, "Can't connect ([Errno 111])"))
+    assert not is_transient(pymysql.err.OperationalError(1049, "Unknown database 'x'"))
+    assert not is_transient(pymysql.err.OperationalError(1045, "Access denied"))
+    assert not is_transient(pymysql.err.IntegrityError(1062, "Duplicate entry"))
+    assert not is_transient(pymysql.err.ProgrammingError(1146, "Table doesn't exist"))
+
+
+def test_url_forms_and_wrong_driver(backend):
+    from storage import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mysql\+pymysql://") as err:
+        open_store("mysql+mysqldb://root:tiger-pw@127.0.0.1:3306/test")
+    assert "tiger-pw" not in str(err.value)
+    store = open_store(MARIADB_URL.replace("mysql+pymysql", "mariadb+pymysql"))
+    try:
+        assert store.backend == "mysql"
+    finally:
+        store.close()
+
+
+def test_datetime_range_bounds_are_utc(make_store):
+    store = make_store()
+    store.write_metrics(metrics(["s"], range(3)))
+    first, last, n = store.metrics_range()
+    assert (first, last, n) == (slot(0), slot(2), 1)
+    assert isinstance(first, pd.Timestamp) and first.tzinfo is not None
+
+
+def test_the_privileges_the_readme_lists_are_enough(make_store):
+    """An account with only the grants README.md lists writes, reads the view, scores and
+    applies retention (the metrics table is the user's: SELECT only)."""
+    admin = make_store()
+    t = admin.tables
+    admin.write_metrics(metrics(["a", "b"], range(30)))
+    user = "lstmf_priv_" + t.metrics[-6:]
+    grants = [f"GRANT SELECT ON test.`{t.metrics}` TO '{user}'@'127.0.0.1'"]
+    grants += [
+        f"GRANT SELECT, CREATE, INDEX, INSERT, UPDATE, DELETE ON test.`{n}` TO '{user}'@'127.0.0.1'"
+        for n in (t.forecasts, t.accuracy, t.accuracy_daily)
+    ]
+    grants.append(
+        f"GRANT SELECT, CREATE, CREATE VIEW ON test.`{t.latest_view}` TO '{user}'@'127.0.0.1'"
+    )
+    with admin.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP VIEW `{t.latest_view}`")
+        for name in (t.accuracy_daily, t.accuracy, t.forecasts):
+            conn.exec_driver_sql(f"DROP TABLE `{name}`")
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw-x1'")
+        for g in grants:
+            conn.exec_driver_sql(g)
+    store = None
+    try:
+        url = sa.engine.make_url(MARIADB_URL).set(username=user, password="pw-x1")
+        store = open_store(url.render_as_string(hide_password=False), tables=t)
+        store.write_forecasts(forecasts(["a", "b"], slot(5)))
+        store.write_forecasts(forecasts(["a"], slot(6)), slots=[slot(6)])
+        assert store.score_forecasts(slot(29)) == 36
+        assert len(store.read_latest_forecasts()) == 25  # a: 13 target times, b: 12
+        out = store.apply_retention(1 / 288, 1 / 24, now=slot(40) + pd.Timedelta(days=1))
+        assert out["forecasts_deleted"] == 36 and out["accuracy_deleted"] == 36, out
+        assert out["days_aggregated"] == 1 and len(store.read_accuracy_daily()) > 0
+    finally:
+        if store is not None:
+            store.close()
+        with admin.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
