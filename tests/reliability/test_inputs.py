@@ -243,3 +243,19 @@ def test_r21_a_series_id_no_store_can_key_is_skipped_and_the_others_are_forecast
     assert f"at most {MAX_SERIES_ID_LENGTH}" in out["skipped"][long_id]
     written = env.store().read_forecasts(issued_at=END)
     assert len(written) == N_SERIES * 12 and long_id not in set(written.series_id)
+
+
+def test_r15b_a_history_near_the_float_maximum_skips_that_series_not_the_run(sqlite_env):
+    """Issue 12.4: values >= 1.75e308 make an infinite interval; that series is skipped
+    (named, with the reason) and every other series is forecast and written."""
+    env = sqlite_env
+    base = env.frame[env.frame.series_id == "svc-0"]
+    huge = base.assign(series_id="huge-svc", value=1.75e308)
+    env.store().write_metrics(huge)
+    out = env.predict(END)
+    assert "huge-svc" in out["skipped"], out["skipped"]
+    assert "finite" in out["skipped"]["huge-svc"]
+    assert out["series_forecast"] == N_SERIES
+    rows = env.store().read_forecasts(issued_at=END)
+    assert len(rows) == N_SERIES * 12 and "huge-svc" not in set(rows.series_id)
+    assert np.isfinite(rows[["yhat", "yhat_lower", "yhat_upper"]].to_numpy()).all()

@@ -261,3 +261,45 @@ def test_r12_same_seed_and_data_twice_equal_within_1e_6(tmp_path):
     v = reg.save(a)
     fc, _ = reg.load(v).forecast(frame)
     assert float(np.abs(fc.yhat.to_numpy() - fa.yhat.to_numpy()).max()) <= 1e-6
+
+
+@pytest.mark.parametrize("bad", [5, ["v1"], None, {"v": 1}], ids=["int", "list", "null", "dict"])
+def test_r07b_a_malformed_champion_pointer_falls_back_with_a_logged_reason(sqlite_env, bad, caplog):
+    """Issue 12.8: `champion.json` whose version is an int, a list, null or an object is
+    not a TypeError: the run forecasts with the last verifiable champion of the promotion
+    history and logs why."""
+    import logging
+
+    from tasks.model_tasks import clear_model_cache
+
+    registry = sqlite_env.registry
+    pointer = registry.root / "champion.json"
+    data = json.loads(pointer.read_text())
+    assert data["history"], "the fixture promoted a champion"
+    data["version"] = bad
+    pointer.write_text(json.dumps(data))
+    clear_model_cache()
+    with pytest.raises(ArtifactError, match="malformed"):
+        registry.champion()
+    caplog.set_level(logging.WARNING)
+    out = sqlite_env.predict(END)
+    assert out["model_version"] == sqlite_env.version
+    assert out["series_forecast"] == N_SERIES
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "malformed" in logged, logged
+
+
+def test_r07c_forecast_freq_not_matching_the_models_grid_fails_with_the_setting_named(
+    sqlite_env, monkeypatch
+):
+    """Issue 12.8: FORECAST_FREQ=10min with a 5-minute model is an error naming the setting,
+    not a green run with 0 rows."""
+    from tasks.model_tasks import clear_model_cache
+
+    monkeypatch.setenv("FORECAST_FREQ", "10min")
+    clear_model_cache()
+    from storage import ConfigError
+
+    with pytest.raises(ConfigError, match="FORECAST_FREQ='10min' does not match the grid"):
+        sqlite_env.predict(END)
+    assert sqlite_env.store().read_forecasts(issued_at=END).empty
