@@ -194,8 +194,11 @@ def test_r09_empty_table_writes_nothing_and_says_so(sqlite_env):
     from tasks.common import forget_stores
 
     forget_stores()
-    out = sqlite_env.predict(END)
-    assert out["series_forecast"] == 0 and out["written"] == 0
+    # nothing to forecast is not a green run (issue 13.2): the run fails and says why
+    from tasks.predict_tasks import ForecastShortfall
+
+    with pytest.raises(ForecastShortfall, match="no series has metrics in the window read"):
+        sqlite_env.predict(END)
     assert sqlite_env.store().read_forecasts().empty
 
 
