@@ -76,6 +76,14 @@ def to_frame(tab: pa.Table) -> pd.DataFrame:
     return tab.to_pandas()
 
 
+def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
+    """`tab` sorted by `keys` as pandas, holding at most one extra copy at a time: the
+    sorted table's buffers are released column by column as they are converted (a
+    metrics read at 1,000,000 series is tens of millions of rows)."""
+    tab = sort_table(tab, keys)  # the caller passes its last reference to the unsorted one
+    return tab.to_pandas(self_destruct=True, split_blocks=True)
+
+
 class Store(RetentionMixin, ABC):
     """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
 
@@ -163,8 +171,7 @@ class Store(RetentionMixin, ABC):
         """
         lo, hi = self._bounds(start, end)
         ids = self._series_arg(series_ids)
-        tab = self._skip.filter(self._read_metrics([(lo, hi)], ids))
-        return to_frame(sort_table(tab, [SERIES_ID, TS]))
+        return sorted_frame(self._skip.filter(self._read_metrics([(lo, hi)], ids)), [SERIES_ID, TS])
 
     def recent_ranges(
         self, as_of: object, n_slots: int, extra_ranges: Iterable[tuple[int, int]] = ()
@@ -207,8 +214,9 @@ class Store(RetentionMixin, ABC):
         """
         ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
         ids = self._series_arg(series_ids)
-        tab = self._skip.filter(self._read_metrics(list(ranges), ids))
-        return to_frame(sort_table(tab, [SERIES_ID, TS]))
+        return sorted_frame(
+            self._skip.filter(self._read_metrics(list(ranges), ids)), [SERIES_ID, TS]
+        )
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
         """(first ts, last ts, number of series) of the metrics, or None when empty."""
