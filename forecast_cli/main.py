@@ -312,15 +312,35 @@ def accuracy(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON rows instead of a table.")
     ] = False,
+    mase: Annotated[
+        bool,
+        typer.Option(
+            "--mase",
+            help="Add MASE (each series' MAE over its one-step naive error on the same "
+            "actuals); reads the scored rows, so bound it with --since on a big store.",
+        ),
+    ] = False,
 ) -> None:
     """Live accuracy of the forecasts already scored against their actuals: n, MAE, WAPE
-    and interval coverage, per group (what the predict runs score every 5 minutes)."""
+    and interval coverage (and MASE with --mase), per group (what the predict runs score
+    every 5 minutes)."""
+    from lstm.evaluation import scored_mase
+    from lstm.slots import freq_to_ns
     from storage import StorageError
     from tasks.common import get_store
 
     groups = tuple(g.strip() for g in by.split(",") if g.strip())
     try:
-        table = get_store(_settings(), create=False).read_accuracy(start=_since(since), by=groups)
+        settings = _settings()
+        store = get_store(settings, create=False)
+        table = store.read_accuracy(start=_since(since), by=groups)
+        if mase and not table.empty:
+            rows = store.read_accuracy_rows(start=_since(since))
+            extra = scored_mase(rows, groups, freq_to_ns(settings.freq))
+            if groups:
+                table = table.merge(extra, on=list(groups), how="left")
+            else:
+                table = table.assign(mase=extra["mase"].iloc[0])
     except StorageError as exc:
         fail(str(exc))
     if as_json:

@@ -3,6 +3,8 @@ and SeasonalNaive baselines, and scores of [B, H] forecasts against their actual
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -84,3 +86,29 @@ def evaluate(
         "actuals": target,
         "series": ids,
     }
+
+
+def scored_mase(rows: pd.DataFrame, by: Sequence[str], freq_ns: int) -> pd.DataFrame:
+    """MASE of scored forecasts (the store's accuracy rows), per group of `by`: each
+    series' mean absolute error divided by its one-step naive error over the same actuals
+    (consecutive target slots in the rows), averaged over the series of the group. NaN
+    where a series has no two consecutive actuals."""
+    by = list(by)
+    if rows.empty:
+        return pd.DataFrame(columns=[*by, "mase"])
+    actuals = rows.drop_duplicates(["series_id", "target_ts"])[["series_id", "target_ts", "y"]]
+    actuals = actuals.sort_values(["series_id", "target_ts"])
+    slot = pd.DatetimeIndex(actuals["target_ts"]).as_unit("ns").asi8 // freq_ns
+    sid = actuals["series_id"].to_numpy()
+    y = actuals["y"].to_numpy(dtype=np.float64)
+    step = (sid[1:] == sid[:-1]) & (np.diff(slot) == 1)
+    diffs = pd.DataFrame({"series_id": sid[1:][step], "d": np.abs(np.diff(y))[step]})
+    scale = diffs.groupby("series_id")["d"].mean()
+    per = rows.groupby([*by, "series_id"] if "series_id" not in by else by, observed=True)
+    mae = per["abs_error"].mean().rename("mae").reset_index()
+    mae["scale"] = mae["series_id"].map(scale)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mae["mase"] = np.where(mae["scale"] > 0, mae["mae"] / mae["scale"], np.nan)
+    if not by:
+        return pd.DataFrame({"mase": [mae["mase"].mean()]})
+    return mae.groupby(by, observed=True)["mase"].mean().reset_index()

@@ -70,6 +70,10 @@ def test_a_first_train_that_loses_to_the_baselines_exits_1_and_says_what_next(tw
     rows = json.loads(res.stdout)
     assert [r["step"] for r in rows] == list(range(1, 13))
     assert all(r["n"] > 0 and r["mae"] >= 0 and 0 <= r["coverage_pct"] <= 100 for r in rows)
+    res = cli.invoke(app, ["accuracy", "--by", "", "--mase", "--json"])
+    assert res.exit_code == 0, res.output
+    (overall,) = json.loads(res.stdout)
+    assert overall["mase"] > 0 and overall["n"] == sum(r["n"] for r in rows)
     res = cli.invoke(app, ["accuracy", "--since", "soon"])
     assert res.exit_code == 2 and "--since 'soon'" in res.stderr
 
