@@ -48,6 +48,12 @@ def test_retrain_promotes_a_first_model_that_beats_the_baselines(job):
     md = registry.metadata(r["version"])
     assert md["decision"]["promote"] is True and md["data_report"]["n_series"] == N_SERIES
     assert (job.models_dir / "reports" / f"{r['version']}.png").exists()
+    # the run is named for what it made (renamed once the version was registered)
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        names = {fr.name for fr in client.read_flow_runs()}
+    assert f"retrain-{r['version']}" in names, sorted(names)[:10]
 
 
 def test_predict_writes_every_series_with_the_champion_version(job):
