@@ -20,7 +20,7 @@ from storage.errors import (
     WriteError,
 )
 from storage.redact import redact_text, redact_url
-from storage.url import open_store
+from storage.url import missing_store, open_store
 from storage.validate import MAX_SERIES_ID_LENGTH, invalid_series_ids
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "TimestampRangeWarning",
     "WriteError",
     "invalid_series_ids",
+    "missing_store",
     "open_store",
     "redact_text",
     "redact_url",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import make_url
 
 from storage.base import DEFAULT_MAX_HORIZON, Store
 from storage.columns import ColumnMap, TableNames
@@ -87,3 +89,25 @@ def open_store(
     from storage.sql import SqlStore
 
     return SqlStore(url, columns, tables, freq, max_horizon, **options)
+
+
+def missing_store(url: str) -> str | None:
+    """Why the local database file or Parquet folder `url` names does not exist (None when
+    it does, or when it is a server database)."""
+    m = _SCHEME.match(url)
+    scheme = m["scheme"].lower() if m else None
+    if scheme is not None and scheme.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            p = Path(path).expanduser()
+            if not p.is_file():
+                where = "its folder does not exist either" if not p.parent.is_dir() else ""
+                return f"SQLite database file {str(p)!r} does not exist" + (
+                    f" ({where})" if where else ""
+                )
+        return None
+    if scheme is None or scheme in ("parquet", "file"):
+        folder = Path(m["rest"] if m else url).expanduser()
+        if not folder.is_dir():
+            return f"Parquet folder {str(folder)!r} does not exist"
+    return None

@@ -11,18 +11,23 @@ served or worker run is a fresh process).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 
 import pandas as pd
-import sqlalchemy.engine.url as sa_url
 from prefect import get_client, get_run_logger, runtime
 from prefect.cache_policies import NO_CACHE
 
 from lstm.slots import last_complete_slot
-from storage import ColumnMap, ConfigError, Store, TableNames, open_store, redact_url
+from storage import (
+    ColumnMap,
+    ConfigError,
+    Store,
+    TableNames,
+    missing_store,
+    open_store,
+    redact_url,
+)
 from storage.errors import is_transient as storage_is_transient
 from tasks.settings import Settings, SettingsError, get_settings
 
@@ -127,28 +132,6 @@ def _open(url: str, settings_json: str) -> Store:
         tables=TableNames(s.metrics_table, s.forecasts_table, s.accuracy_table),
         freq=s.freq,
     )
-
-
-def missing_store(url: str) -> str | None:
-    """Why the local database file or Parquet folder `url` names does not exist (None when
-    it does, or when it is a server database)."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", url, re.S)
-    scheme = m.group(1).lower() if m else None
-    if scheme is not None and scheme.startswith("sqlite"):
-        path = sa_url.make_url(url).database
-        if path and path != ":memory:" and not path.startswith("file:"):
-            p = Path(path).expanduser()
-            if not p.is_file():
-                where = "its folder does not exist either" if not p.parent.is_dir() else ""
-                return f"SQLite database file {str(p)!r} does not exist" + (
-                    f" ({where})" if where else ""
-                )
-        return None
-    if scheme is None or scheme in ("parquet", "file"):
-        folder = Path(m.group(2) if m else url).expanduser()
-        if not folder.is_dir():
-            return f"Parquet folder {str(folder)!r} does not exist"
-    return None
 
 
 def get_store(settings: Settings, create: bool = True) -> Store:
