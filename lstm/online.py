@@ -69,15 +69,21 @@ def online_factors(
         obs_t, obs_s = obs_t[by_time], obs_s[by_time]
         # for each forecast: how many scores were observed strictly before its issue time
         avail = np.searchsorted(obs_t, times, side="left")
-        factors = np.ones(b, dtype=np.float64)
-        cache: dict[int, float] = {}
-        for j, n_avail in enumerate(avail):
-            if n_avail < min_scores:
-                continue
-            if n_avail not in cache:
-                recent = obs_s[max(0, n_avail - window) : n_avail]
-                cache[n_avail] = min(max(conformal_factor(recent, level), MIN_FACTOR), MAX_FACTOR)
-            factors[j] = cache[n_avail]
+        # one factor per distinct number of available scores (forecasts issued at the same
+        # time share it), not one Python step per forecast
+        counts, which = np.unique(avail, return_inverse=True)
+        per_count = np.array(
+            [
+                min(
+                    max(conformal_factor(obs_s[max(0, n - window) : n], level), MIN_FACTOR),
+                    MAX_FACTOR,
+                )
+                if n >= min_scores
+                else 1.0
+                for n in counts
+            ]
+        )
+        factors = per_count[which]
         out[order_issue, step] = factors
     return out
 
