@@ -23,7 +23,8 @@ from lstm.features import Encoded, FeatureScaler, FeatureSpec, TargetScaler, enc
 from lstm.intervals import ConformalIntervals
 from lstm.model import LSTMModel
 from lstm.panel import Panel
-from lstm.prepare import InferenceReport, prepare_windows
+from lstm.prepare import InferenceReport, prepare_windows, series_chunks
+from lstm.slots import slot_ts, to_slot
 from lstm.windows import RawWindows, gather
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ T = TypeVar("T")
 # Windows per forward pass at inference: small enough for the LSTM's working set to stay in
 # CPU cache (measured: 512-1024 windows run ~2.5x faster per window than 16,384 on 2 cores).
 INFERENCE_CHUNK = 1024
+# Series per window-preparation pass: bounds the dense arrays of a run over a big fleet
+# (about 5 KiB per series; measured in BENCHMARKS.md "Predict at 1,000,000 series").
+SERIES_CHUNK = 50_000
 MIN_PARALLEL_CHUNK = 256  # below this, splitting a batch across threads costs more than it gains
 
 
@@ -185,6 +189,7 @@ class Forecaster:
         level: float | None = None,
         max_missing: int | None = None,
         chunk_size: int = INFERENCE_CHUNK,
+        series_chunk: int = SERIES_CHUNK,
     ) -> tuple[pd.DataFrame, InferenceReport]:
         """Forecast every series of a long history frame from the slot `as_of` (or from each
         slot of a list of them, as backfill does).
@@ -194,6 +199,8 @@ class Forecaster:
         whose window misses its last slot or more than `max_missing` slots is skipped and
         named in the report; fewer gaps are interpolated and counted. Returns the forecasts
         in the forecasts-table layout (level defaults to the first calibrated level).
+        Series are prepared and forecast `series_chunk` at a time (bounded memory; the
+        result does not depend on it).
         """
         level = self.levels[0] if level is None else level
         many = (
@@ -201,11 +208,37 @@ class Forecaster:
             and not isinstance(as_of, str | pd.Timestamp)
             and hasattr(as_of, "__len__")
         )
+        origins = None if as_of is None else (list(as_of) if many else [as_of])
+        frames, report = [], InferenceReport()
+        for part in series_chunks(history, series_chunk):
+            frame, part_report = self._forecast_chunk(part, origins, level, max_missing, chunk_size)
+            frames.append(frame)
+            report.merge(part_report)
+        frames = [f for f in frames if len(f)] or frames[:1]
+        if len(frames) == 1:
+            return frames[0], report
+        frame = pd.concat(frames, ignore_index=True)
+        if origins is not None and len(origins) > 1:  # rows by origin (as given), then series
+            freq = self.spec.freq_ns
+            order = pd.DatetimeIndex([slot_ts(to_slot(a, freq), freq) for a in origins])
+            rank = order.drop_duplicates().get_indexer(frame["issued_at"])
+            frame = frame.take(np.argsort(rank, kind="stable")).reset_index(drop=True)
+        return frame, report
+
+    def _forecast_chunk(
+        self,
+        history: pd.DataFrame,
+        origins: list | None,
+        level: float,
+        max_missing: int | None,
+        chunk_size: int,
+    ) -> tuple[pd.DataFrame, InferenceReport]:
+        """`forecast` over one chunk of series."""
         t0 = time.perf_counter()
         raw, ids, report = prepare_windows(
             history,
             self.spec,
-            None if as_of is None else (list(as_of) if many else [as_of]),
+            origins,
             max_missing=max_missing,
             exog_fill=self.feature_scaler.mean,
         )

@@ -8,7 +8,7 @@ and backfill (many) share it, so backfill writes exactly what predict would have
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,11 +37,46 @@ class InferenceReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def merge(self, other: InferenceReport) -> None:
+        """Add the report of another chunk of series (disjoint from this one's)."""
+        for name in ("n_input_series", "n_forecast", "lags_imputed", "n_skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.off_grid_rows += other.off_grid_rows
+        self.duplicate_rows += other.duplicate_rows
+        self.skipped.update(other.skipped)
+        self.repaired.update(other.repaired)
+        for key, seconds in other.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + seconds
+
     def skip(self, series_id: str, reason: str, forecasts: int = 1) -> None:
         """Record that `forecasts` forecasts of a series were dropped, and why."""
         self.skipped.setdefault(str(series_id), reason)
         self.n_skipped += forecasts
         self.n_forecast -= forecasts
+
+
+def series_chunks(history: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    """The rows of `history` in chunks of at most `size` series, in sorted series order:
+    the whole frame when it holds no more than `size` series (no copy).
+
+    Window preparation holds a few dense [series, slots] arrays per feature (about 5 KiB
+    per series with the default spec), so a run over 1,000,000 series at once needs
+    ~5 GiB on top of its input; chunks bound that to the chunk's share."""
+    ids = history[ColumnNames().id_col]
+    codes, uniques = pd.factorize(ids, sort=True)
+    if len(uniques) <= size or (codes < 0).any():  # missing ids: validation names them
+        yield history
+        return
+    chunk = (codes // size).astype(np.int32)
+    if len(chunk) and (np.diff(chunk) >= 0).all():  # sorted by series: slices, no gather
+        bounds = np.searchsorted(chunk, np.arange(chunk[-1] + 2))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+            yield history.iloc[lo:hi]
+        return
+    order = np.argsort(chunk, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(chunk))])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        yield history.take(order[lo:hi])
 
 
 def prepare_latest(

@@ -201,3 +201,25 @@ def test_invalid_value_at_as_of_is_named(small_forecaster, synth_frame):
     assert report.skipped["svc-1"].startswith(
         "an invalid (NaN/Inf/negative/non-numeric) value at as_of"
     )
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_forecasting_in_chunks_of_series_changes_nothing(small_forecaster, synth_frame, shuffle):
+    """Bounded memory for a big fleet: series prepared a few at a time give the very rows,
+    order and report of one pass, for one origin and for several, rows sorted or not."""
+    last = synth_frame.ts.max()
+    slots = [last - pd.Timedelta(minutes=5 * k) for k in (0, 7)]
+    df = synth_frame[~((synth_frame.series_id == "svc-2") & (synth_frame.ts == slots[1]))]
+    df = df.drop(df.index[(df.series_id == "svc-4") & (df.ts > last - pd.Timedelta("1h"))][[2]])
+    df = df[~((df.series_id == "svc-0") & (df.ts == last))]  # svc-0 skipped at the last slot
+    if shuffle:
+        df = df.sample(frac=1.0, random_state=3)
+    for as_of in (last, slots):
+        whole, report = small_forecaster.forecast(df, as_of)
+        parts, chunked = small_forecaster.forecast(df, as_of, series_chunk=2)
+        pd.testing.assert_frame_equal(parts, whole)
+        assert chunked.skipped == report.skipped and set(report.skipped) >= {"svc-0"}
+        assert chunked.repaired == report.repaired and "svc-4" in report.repaired
+        for name in ("n_input_series", "n_forecast", "n_skipped", "lags_imputed"):
+            assert getattr(chunked, name) == getattr(report, name), name
+        assert set(chunked.timings) == {"features_s", "model_s", "frame_s"}
