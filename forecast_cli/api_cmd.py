@@ -36,6 +36,7 @@ def api(
     written to the store."""
     import torch
     import uvicorn
+    from prometheus_client import disable_created_metrics
 
     from api import create_app
     from storage import redact_url
@@ -47,6 +48,7 @@ def api(
     except SettingsError as exc:
         fail(str(exc))
     torch.set_num_threads(settings.predict_threads)
+    disable_created_metrics()  # no `_created` twin of every counter in /metrics
     if not _loopback(host):
         typer.echo(
             f"warning: binding {host}: the API has no authentication; anyone who can reach "
