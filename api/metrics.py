@@ -10,14 +10,16 @@ Prometheus scrape should not depend on):
   forecasts landed (the late-data wait plus the run's duration: an upper bound of the
   duration that needs no Prefect API);
 * rolling accuracy per model version and level (MAE, WAPE, interval coverage and the
-  number of scored forecasts, over the last FORECAST_API_ACCURACY_WINDOW_S seconds);
+  number of scored forecasts, over the last FORECAST_API_ACCURACY_WINDOW_S seconds,
+  re-aggregated at most every ACCURACY_TTL_S);
 * the forecast band *for the current slot*, per series and step:
   `lstm_forecast_yhat{series_id="a",step="3"}` is what was forecast for now three slots
   ago. Samples carry no timestamp, so Prometheus stamps them with the scrape time:
   Grafana draws the actual next to the forecast made h steps ago, and nothing is ever
   stamped in the future. Cardinality: the series of FORECAST_API_METRICS_SERIES (an
-  allow-list), else the FORECAST_API_METRICS_TOP_N series with the largest current
-  forecast, times the steps of FORECAST_API_METRICS_STEPS (default every step), times 3.
+  allow-list), else the FORECAST_API_METRICS_TOP_N (100) series with the largest step-1
+  forecast of the newest run (the busiest; the choice is stable within a slot), times
+  the steps of FORECAST_API_METRICS_STEPS (default every step), times 3 gauges.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from storage import StorageError, Store
 from tasks.settings import Settings
 
 PREFIX = "lstm_forecast"
+#: the rolling accuracy is re-aggregated at most this often (seconds)
+ACCURACY_TTL_S = 60.0
+BAND_COLUMNS = ["series_id", "step", "yhat", "yhat_lower", "yhat_upper"]
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Snapshot:
     series_forecast: int = 0
     series_skipped: int = 0
     band: pd.DataFrame = field(default_factory=pd.DataFrame)  # series_id, step, yhat, lo, hi
-    band_series_total: int = 0  # series with a forecast for now (before the bound)
+    band_series_total: int = 0  # series the newest run forecast (the allow-list: found)
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -73,6 +78,7 @@ class Reader:
         self.now = now
         self.freq = pd.Timedelta(settings.freq)
         self._cached: tuple[float, Snapshot] | None = None
+        self._accuracy_cached: tuple[float, pd.DataFrame] | None = None
         self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
@@ -95,14 +101,14 @@ class Reader:
         return None
 
     def _compute(self) -> Snapshot:
-        s = self.settings
         now = self.now()
         current = now.floor(self.freq)
         try:
             store = self.store()
             newest = self.newest_issued(store, now)
             snap = Snapshot(True, current_slot=current, newest_issued_at=newest)
-            if newest is not None:
+            first = pd.DataFrame({"series_id": [], "yhat": []})
+            if newest is not None:  # the newest run's step-1 rows: one per series
                 first = store.read_forecasts(
                     issued_at=newest, start=newest + self.freq, end=newest + self.freq
                 )
@@ -111,33 +117,47 @@ class Reader:
                     snap.newest_created_at = first["created_at"].max()
                 reported = store.read_recent(newest, 1)
                 snap.series_skipped = int(len(set(reported["series_id"]) - set(first["series_id"])))
-            snap.band, snap.band_series_total = self._band(store, current)
-            snap.accuracy = store.read_accuracy(
-                start=now - pd.Timedelta(seconds=s.api_accuracy_window_s),
-                end=now,
-                by=("model_version", "level"),
-            )
+            snap.band, snap.band_series_total = self._band(store, current, first)
+            snap.accuracy = self._accuracy(store, now)
             return snap
         except StorageError as exc:
             return Snapshot(False, error=str(exc), current_slot=current)
 
-    def _band(self, store: Store, current: pd.Timestamp) -> tuple[pd.DataFrame, int]:
-        """The forecasts targeted at the current slot, one row per series and step, bounded
-        to the configured series and steps."""
+    def _accuracy(self, store: Store, now: pd.Timestamp) -> pd.DataFrame:
+        """Rolling accuracy, recomputed at most every ACCURACY_TTL_S (it changes once per
+        predict run, and it aggregates series x 66 rows an hour)."""
+        hit = self._accuracy_cached
+        if hit is not None and time.monotonic() - hit[0] < max(ACCURACY_TTL_S, 0):
+            return hit[1]
+        acc = store.read_accuracy(
+            start=now - pd.Timedelta(seconds=self.settings.api_accuracy_window_s),
+            end=now,
+            by=("model_version", "level"),
+        )
+        self._accuracy_cached = (time.monotonic(), acc)
+        return acc
+
+    def _band(
+        self, store: Store, current: pd.Timestamp, first: pd.DataFrame
+    ) -> tuple[pd.DataFrame, int]:
+        """The forecasts targeted at the current slot, one row per series and step, for
+        the allow-listed series, else the top N by the newest run's step-1 forecast
+        (`first`); the steps bounded by FORECAST_API_METRICS_STEPS."""
         s = self.settings
-        ids = list(s.api_metrics_series) if s.api_metrics_series else None
-        rows = store.read_forecasts(series_ids=ids, start=current, end=current)
-        total = int(rows["series_id"].nunique())
+        if s.api_metrics_series:
+            ids = list(s.api_metrics_series)
+        else:
+            ranked = first.sort_values(["yhat", "series_id"], ascending=[False, True])
+            ids = ranked["series_id"].head(s.api_metrics_top_n).tolist()
+        rows = store.read_forecasts(series_ids=ids, start=current, end=current) if ids else None
+        total = int(first["series_id"].nunique())
+        if rows is None:
+            return pd.DataFrame(columns=BAND_COLUMNS), total
+        if s.api_metrics_series:
+            total = int(rows["series_id"].nunique())
         if s.api_metrics_steps:
             rows = rows[rows["step"].isin(list(s.api_metrics_steps))]
-        if ids is None and total > s.api_metrics_top_n:
-            # the busiest series: largest forecast from the newest origin (smallest step)
-            head = rows.sort_values(["series_id", "step"]).drop_duplicates("series_id")
-            head = head.sort_values(["yhat", "series_id"], ascending=[False, True])
-            keep = head["series_id"].head(s.api_metrics_top_n)
-            rows = rows[rows["series_id"].isin(keep)]
-        cols = ["series_id", "step", "yhat", "yhat_lower", "yhat_upper"]
-        return rows.sort_values(["series_id", "step"])[cols].reset_index(drop=True), total
+        return rows.sort_values(["series_id", "step"])[BAND_COLUMNS].reset_index(drop=True), total
 
 
 class ForecastCollector(Collector):
@@ -197,7 +217,8 @@ class ForecastCollector(Collector):
         yield from accuracy_families(snap.accuracy)
         yield gauge(
             "band_series",
-            "Series with a forecast for the current slot (before the cardinality bound)",
+            "Series the band is chosen from: forecast by the newest run (or allow-listed "
+            "and found)",
             snap.band_series_total,
         )
         yield gauge(
