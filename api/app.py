@@ -92,7 +92,7 @@ def rows_response(frame: pd.DataFrame, key: str, **extra: Any) -> Response:
         if pd.api.types.is_datetime64_any_dtype(col.dtype):
             utc = pd.to_datetime(col, utc=True)
             text = np.datetime_as_string(utc.dt.tz_localize(None).to_numpy(), unit="us")
-            cols[name] = [None if t == "NaT" else t + "Z" for t in text]
+            cols[name] = [None if t == "NaT" else t.removesuffix(".000000") + "Z" for t in text]
         else:
             cols[name] = [_json_value(v) for v in col.tolist()]
     names = list(cols)

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 N_SERIES = 4
 
 
-def tools() -> tuple[str, str]:
+@pytest.fixture
+def prom_tools() -> tuple[str, str]:
     found = shutil.which("prometheus"), shutil.which("promtool")
     if not all(found):
         why = "prometheus/promtool not installed (apt-get install prometheus)"
@@ -108,8 +109,8 @@ def demo_api(tmp_path):
         store.close()
 
 
-def test_prometheus_scrapes_the_forecast_band(demo_api, tmp_path):
-    prometheus, promtool = tools()
+def test_prometheus_scrapes_the_forecast_band(prom_tools, demo_api, tmp_path):
+    prometheus, promtool = prom_tools
     base = demo_api["base"]
     status, text = get(f"{base}/metrics")
     assert status == 200
