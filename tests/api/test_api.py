@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 import pytest
-from api_helpers import CURRENT, FREQ, NEWEST, NOW, band_value, predict_body
+from api_helpers import CURRENT, FREQ, NEWEST, NOW, band_value, make_registry, predict_body
 from conftest import settings_for
 from fastapi.testclient import TestClient
 
@@ -275,3 +275,21 @@ def test_no_endpoint_writes_to_the_store(client, demo):
     assert demo["store"].describe()["rows"] == before
     assert not math.isnan(sum(before.values()))
     assert CURRENT == NEWEST + FREQ
+
+
+def test_a_champion_that_fails_verification_leaves_the_old_one_serving(demo, tmp_path):
+    reg, (first, second) = make_registry(tmp_path / "models", n=2)
+    app = create_app(
+        settings_for({"url": demo["url"], "models": tmp_path / "models"}, api_champion_check_s=0),
+        now=lambda: NOW,
+    )
+    client = TestClient(app)
+    assert client.post("/predict", json=predict_body()).json()["model_version"] == first
+    reg.promote(second, "test")
+    weights = reg.path(second) / "model_weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    r = client.post("/predict", json=predict_body())
+    assert r.status_code == 200 and r.json()["model_version"] == first
+    health = client.get("/healthz").json()
+    assert health["champion_version"] == second and health["serving_version"] == first
+    assert health["champion_error"].startswith(f"champion {second} cannot be loaded")
