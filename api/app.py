@@ -154,6 +154,20 @@ def create_app(
     def latest_rows(ids: list[str] | None, start, end, limit: int | None) -> Response:
         lo = pd.Timestamp(start) if start is not None else state.now().floor(state.freq)
         lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo
+        if end is not None:
+            hi = pd.Timestamp(end)
+            hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi
+            if hi < lo:
+                raise RequestValidationError(
+                    [
+                        {
+                            "loc": ("query", "end"),
+                            "msg": f"end {hi.isoformat()} is before start {lo.isoformat()}",
+                            "type": "value_error",
+                        }
+                    ]
+                )
+            end = hi
         frame = state.read(lambda s: s.read_latest_forecasts(series_ids=ids, start=lo, end=end))
         if ids:
             unknown = sorted(set(ids) - set(frame["series_id"]))

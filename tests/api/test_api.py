@@ -73,6 +73,11 @@ def test_unknown_series_is_a_404_naming_it(client, path, params):
         ({"limit": 0}, "limit", "Input should be greater than or equal to 1"),
         ({"limit": "many"}, "limit", "Input should be a valid integer"),
         ({"start": "yesterday"}, "start", "Input should be a valid datetime"),
+        (
+            {"end": "2026-12-02T12:00Z"},
+            "end",
+            "end 2026-12-02T12:00:00+00:00 is before start 2026-12-02T12:05:00+00:00",
+        ),
     ],
 )
 def test_bad_query_parameters_are_422_naming_them(client, params, field, message):
