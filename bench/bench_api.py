@@ -155,6 +155,7 @@ def serve(url: str, models: Path, env_extra: dict) -> tuple[subprocess.Popen, st
 
 def main(args: dict) -> dict:
     n_series, n = int(args.get("series", 10_000)), int(args.get("requests", 200))
+    seconds = float(args.get("seconds", 10))  # of each /predict throughput run
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         url, models, scored = build_store(Path(tmp), n_series)
@@ -169,7 +170,11 @@ def main(args: dict) -> dict:
                     if label == "uncached":
                         out["healthz"] = timed(c, n, "GET", "/healthz")
                         out["latest_one_series"] = timed(
-                            c, n, "GET", "/forecasts/latest", params={"series_id": "svc-00042"}
+                            c,
+                            n,
+                            "GET",
+                            "/forecasts/latest",
+                            params={"series_id": f"svc-{n_series // 2:05d}"},
                         )
                         out["latest_page_1000"] = timed(c, n, "GET", "/forecasts/latest")
                         out["latest_all_next_hour"] = timed(
@@ -181,8 +186,8 @@ def main(args: dict) -> dict:
                         )
                         c.post("/predict", json=predict_body())
                 if label == "uncached":
-                    out["predict_per_s_1_client"] = throughput(base, 1, 10)
-                    out["predict_per_s_4_clients"] = throughput(base, 4, 10)
+                    out["predict_per_s_1_client"] = throughput(base, 1, seconds)
+                    out["predict_per_s_4_clients"] = throughput(base, 4, seconds)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
