@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_api_process_binds_loopback_and_masks_the_password(tmp_path):
     port = free_port()
     url = "postgresql+psycopg://forecast:s3cretPW@127.0.0.1:9/metrics?connect_timeout=2"
-    env = {**os.environ, "FORECAST_STORE_URL": url, "FORECAST_MODELS_DIR": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "FORECAST_STORE_URL"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "forecast_cli.main", "api", "--port", str(port), "-v"],
+        [sys.executable, "-m", "forecast_cli.main", "api", "--port", str(port), "-v"]
+        + ["--store", url, "--models", str(tmp_path)],  # after `api`, as users type them
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
