@@ -9,9 +9,12 @@ A new read endpoint is a few lines: read through `state.read` (store errors beco
 with the message, password masked) and answer with `rows_response` (any frame as JSON
 rows, timestamps in ISO 8601 UTC, NaN as null):
 
-    @app.get("/alerts")
+    @app.get("/alerts", tags=["alerts"])          # inside create_app, beside the others
     def alerts(open: bool = True) -> Response:
         return rows_response(state.read(lambda s: s.read_alerts(open_only=open)), "alerts")
+
+(in another module: an `APIRouter` whose endpoints take `state: ApiState =
+Depends(api_state)`, included by create_app with `app.include_router(router)`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -75,6 +78,11 @@ class ApiState:
             msg = self.redact(str(exc))
             log.warning("store read failed: %s", msg)
             raise HTTPException(503, f"store unavailable: {msg}") from None
+
+
+def api_state(request: Request) -> ApiState:
+    """The app's ApiState, for endpoints defined outside create_app (`Depends(api_state)`)."""
+    return request.app.state.api
 
 
 def _json_value(v: Any) -> Any:

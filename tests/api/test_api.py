@@ -298,3 +298,23 @@ def test_a_champion_that_fails_verification_leaves_the_old_one_serving(demo, tmp
     health = client.get("/healthz").json()
     assert health["champion_version"] == second and health["serving_version"] == first
     assert health["champion_error"].startswith(f"champion {second} cannot be loaded")
+
+
+def test_a_read_endpoint_is_a_few_lines(demo):
+    """How GET /alerts gets added: a router reading through api_state and rows_response."""
+    from fastapi import APIRouter, Depends
+    from fastapi.responses import Response
+
+    from api import ApiState, api_state, rows_response
+
+    router = APIRouter()
+
+    @router.get("/issued")
+    def issued(state: ApiState = Depends(api_state)) -> Response:  # noqa: B008
+        slots = state.read(lambda s: s.issued_slots())
+        return rows_response(pd.DataFrame({"issued_at": slots}), "slots")
+
+    app = create_app(settings_for(demo))
+    app.include_router(router)
+    body = TestClient(app).get("/issued").json()
+    assert body["count"] == 12 and body["slots"][-1] == {"issued_at": "2026-12-02T12:00:00Z"}
