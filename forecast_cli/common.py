@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-OUR_LOGGERS = ("lstm", "storage", "deployments", "forecast_cli")
+OUR_LOGGERS = ("lstm", "storage", "deployments", "api", "forecast_cli")
 
 
 def _setup_logging(verbose: bool, flows: bool = False) -> None:

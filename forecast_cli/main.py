@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from forecast_cli.api_cmd import api as api_command
 from forecast_cli.common import (
     _echo_json,
     _ensure_local_dirs,
@@ -27,6 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+app.command("api")(api_command)
 
 DEMO_BLOCK_ROWS = 1_000_000
 

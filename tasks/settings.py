@@ -96,6 +96,19 @@ class Settings(BaseSettings):
     accuracy_retention_days: float = Field(90.0, gt=0)
     storage_retries: int = Field(4, ge=0, le=20)  # transient storage errors: retried
     storage_retry_delay_s: float = Field(5.0, ge=0)  # first delay; then x2 (5, 10, 20, 40 s)
+    # HTTP API (`forecast api`, api/): read-only, binds 127.0.0.1 unless told otherwise
+    # /healthz answers 503 when the newest forecast was issued longer ago than this (a
+    # healthy job's newest forecast is at most ~2 slots + the data wait old: 12 min)
+    api_max_forecast_age_s: float = Field(1200.0, gt=0)
+    api_champion_check_s: float = Field(5.0, ge=0)  # /predict re-reads the pointer this often
+    api_cache_s: float = Field(5.0, ge=0)  # /metrics and /healthz reuse store reads this long
+    # /metrics forecast gauges: these series (allow-list), else the api_metrics_top_n with
+    # the largest current forecast; steps exported (None: every step)
+    api_metrics_series: tuple[str, ...] | None = None
+    api_metrics_top_n: int = Field(100, ge=0, le=100_000)
+    api_metrics_steps: tuple[int, ...] | None = None
+    api_accuracy_window_s: float = Field(3600.0, gt=0)  # rolling MAE/coverage in /metrics
+    api_latest_limit: int = Field(1000, ge=1, le=1_000_000)  # default rows of /forecasts/latest
 
     @field_validator("models_dir")
     @classmethod

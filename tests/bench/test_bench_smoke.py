@@ -37,6 +37,17 @@ def test_retrain_benchmark_runs(harness, tmp_path, monkeypatch):
     assert r["series"] == 4 and r["wall_s"] > 0 and r["mase"] > 0 and r["naive_mase"] > 0
 
 
+@pytest.mark.slow
+def test_api_benchmark_runs():
+    from bench.bench_api import main
+
+    r = main({"series": 20, "requests": 3, "seconds": 1})
+    assert r["series"] == 20 and r["scored_rows"] > 0
+    for key in ("metrics_uncached", "metrics_cached_5s", "healthz", "latest_one_series"):
+        assert r[key]["n"] == 3 and r[key]["p99_ms"] >= r[key]["p50_ms"] > 0, key
+    assert r["latest_one_series"]["bytes"] > 0 and r["predict_per_s_1_client"] > 0
+
+
 def test_run_py_writes_the_documented_json(tmp_path):
     from bench.run import main
 
