@@ -45,17 +45,15 @@ def recalibrate(
     ``Store.read_scores``, oldest first) and the factor in ``interval_scale``; and a report:
     per level the factor, scores used and coverage as written per step, the coverage over
     all steps, and the breaches."""
-    out = frame.copy()
-    out["interval_scale"] = 1.0
     report: dict = {"scores_read": len(scored), "levels": {}, "breaches": []}
-    if out.empty:
-        return out, report
+    if frame.empty:
+        return frame.assign(interval_scale=1.0), report
     s_level = scored["level"].to_numpy(dtype=np.float64)
-    f_level = out["level"].to_numpy(dtype=np.float64)
-    f_step = out["step"].to_numpy(dtype=np.int64)
+    f_level = frame["level"].to_numpy(dtype=np.float64)
+    f_step = np.clip(frame["step"].to_numpy(dtype=np.int64), 1, horizon)
+    scale = np.ones(len(frame))
     for lv in np.unique(f_level):
-        mine = np.isclose(s_level, lv)
-        rows = scored[mine]
+        rows = scored[np.isclose(s_level, lv)]
         y = rows["y"].to_numpy(dtype=np.float64)
         m = rows["yhat"].to_numpy(dtype=np.float64)
         lo = rows["yhat_lower"].to_numpy(dtype=np.float64)
@@ -65,18 +63,17 @@ def recalibrate(
         s = half_width_scores(y, m, lo, hi) * rows["interval_scale"].to_numpy(dtype=np.float64)
         factors, used = live_factors(step, s, horizon, float(lv), cfg.window, cfg.min_scores)
         sel = np.isclose(f_level, lv)
-        f = factors[np.clip(f_step[sel], 1, horizon) - 1]
-        lo2, hi2 = stretch(
-            out["yhat"].to_numpy()[sel],
-            out["yhat_lower"].to_numpy()[sel],
-            out["yhat_upper"].to_numpy()[sel],
-            f,
-        )
-        idx = out.index[sel]
-        out.loc[idx, "yhat_lower"], out.loc[idx, "yhat_upper"] = lo2, hi2
-        out.loc[idx, "interval_scale"] = f
-        report["levels"][_key(float(lv))] = _coverage(y, lo, hi, step, horizon, factors, used)
-        report["breaches"] += _breaches(report["levels"][_key(float(lv))], float(lv), cfg)
+        scale[sel] = factors[f_step[sel] - 1]
+        key = _key(float(lv))
+        report["levels"][key] = _coverage(y, lo, hi, step, horizon, factors, used)
+        report["breaches"] += _breaches(report["levels"][key], float(lv), cfg)
+    lower, upper = stretch(
+        frame["yhat"].to_numpy(),
+        frame["yhat_lower"].to_numpy(),
+        frame["yhat_upper"].to_numpy(),
+        scale,
+    )
+    out = frame.assign(yhat_lower=lower, yhat_upper=upper, interval_scale=scale)
     return out, report
 
 
