@@ -8,6 +8,13 @@ Each size runs in fresh processes: one loads the metrics and registers the champ
 timed), another runs the flow three times on consecutive slots (no catch-up) and reports
 the median body time split into read / features / model / write / scoring, and its peak
 RSS (the flow's, not the loader's).
+
+Live recalibration (issue 14): ``"scored_window": true`` also fills, before the timed runs,
+the scored forecasts a steady-state run's recalibration reads (every step of every series
+over its whole window), so ``calibrate_s`` is its cost at full size;
+``"calibration": false`` runs with FORECAST_ONLINE_CALIBRATION=false to compare:
+
+    python -m bench.bench_predict_flow '{"backend": "sqlite", "series": 10000, "root": "/tmp/b", "scored_window": true}'
 """
 
 from __future__ import annotations
@@ -89,6 +96,46 @@ def load_read_slots(store, n_series: int, spec, repeat: int) -> float:
     return time.perf_counter() - t0
 
 
+def load_scored_window(
+    store, n_series: int, repeat: int, version: str, window: int = 2000
+) -> float:
+    """Forecasts issued at the slots whose targets the first timed run's recalibration
+    reads (``tasks.calibration_tasks.window_slots``: ceil(window / series) target slots up
+    to the slot before its origin), and the later runs' scoring needs, all 12 steps, scored
+    against the metrics: a full window of scores, as after a day of 5-minute runs."""
+    import numpy as np
+
+    first = AS_OF - STEP * (repeat - 1)
+    span = max(1, -(-window // n_series))
+    slots = [first - STEP * k for k in range(1, span + 13)]
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 13)
+    actual = store.read_metrics(start=min(slots), end=first - STEP)
+    level = actual.groupby("series_id")["value"].median()
+    ids = level.index.to_numpy(dtype=object)
+    for issued in slots:
+        yhat = np.repeat(level.to_numpy(), 12) * rng.normal(1.0, 0.05, len(ids) * 12)
+        half = np.abs(yhat) * 0.1 + 1e-6
+        store.write_forecasts(
+            pd.DataFrame(
+                {
+                    "series_id": np.repeat(ids, 12),
+                    "issued_at": issued,
+                    "target_ts": issued + STEP * np.tile(steps, len(ids)),
+                    "step": np.tile(steps, len(ids)),
+                    "yhat": yhat,
+                    "yhat_lower": yhat - half,
+                    "yhat_upper": yhat + half,
+                    "level": 0.8,
+                    "model_version": version,
+                }
+            )
+        )
+    store.score_forecasts(first - STEP, lookback_slots=span + 12)
+    return time.perf_counter() - t0
+
+
 def set_tables(suffix: str) -> None:
     import os
 
@@ -98,7 +145,12 @@ def set_tables(suffix: str) -> None:
 
 
 def prepare(
-    backend: str, n_series: int, work: Path, suffix: str, read_slots_only: bool = False
+    backend: str,
+    n_series: int,
+    work: Path,
+    suffix: str,
+    read_slots_only: bool = False,
+    scored_window: bool = False,
 ) -> dict:
     """Load the metrics and register a champion (the part that is not timed)."""
     set_tables(suffix)
@@ -113,16 +165,27 @@ def prepare(
     else:
         load_s = load_metrics(store, n_series)
     registry = ModelRegistry(work / "models")
-    registry.promote(registry.save(model), "benchmark")
+    version = registry.save(model)
+    registry.promote(version, "benchmark")
+    scored_s = None
+    if scored_window:
+        scored_s = load_scored_window(store, n_series, 3, version)
     return {
         "load_metrics_s": load_s,
+        "load_scored_window_s": scored_s,
         "loader_peak_rss_mb": peak_rss_mb(),
         "read_slots_only": read_slots_only,
     }
 
 
 def run_one(
-    backend: str, n_series: int, root: str, repeat: int = 3, read_slots_only: bool = False
+    backend: str,
+    n_series: int,
+    root: str,
+    repeat: int = 3,
+    read_slots_only: bool = False,
+    scored_window: bool = False,
+    calibration: bool = True,
 ) -> dict:
     from bench.common import run_isolated
 
@@ -139,10 +202,14 @@ def run_one(
             "work": str(work),
             "suffix": suffix,
             "read_slots_only": read_slots_only,
+            "scored_window": scored_window,
         },
         timeout=7200,
     )
     set_tables(suffix)
+    import os
+
+    os.environ["FORECAST_ONLINE_CALIBRATION"] = "true" if calibration else "false"
     from flows.predict import predict
 
     url = store_url(backend, work)
@@ -170,6 +237,9 @@ def run_one(
         "frame_s": med["frame_s"],
         "write_s": med["write_s"],
         "score_s": med["score_s"],
+        "calibrate_s": med.get("calibrate_s"),
+        "calibration": calibration,
+        "scores_read": runs[-1].get("calibration", {}).get("scores_read"),
         "scored_rows": runs[-1]["scored"],
         "peak_rss_mb": peak_rss_mb(),
         "runs": len(runs),
@@ -199,6 +269,7 @@ if __name__ == "__main__":
             Path(args["work"]),
             args["suffix"],
             bool(args.get("read_slots_only")),
+            bool(args.get("scored_window")),
         )
     else:
         out = run_one(
@@ -207,5 +278,7 @@ if __name__ == "__main__":
             args["root"],
             int(args.get("repeat", 3)),
             bool(args.get("read_slots_only")),
+            bool(args.get("scored_window")),
+            bool(args.get("calibration", True)),
         )
     print(json.dumps(out))

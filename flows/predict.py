@@ -9,6 +9,7 @@ from datetime import datetime
 
 from prefect import flow
 
+from tasks.calibration_tasks import recalibrate_intervals
 from tasks.common import flow_run_namer
 from tasks.model_tasks import forecast_batch, load_champion
 from tasks.predict_tasks import (
@@ -55,6 +56,8 @@ def predict(
     clock.lap("read_s")
     frame, report = forecast_batch(forecaster, version, history, plan.slots, settings)
     clock.lap("forecast_s")
+    frame, calibration = recalibrate_intervals(settings, frame, version, plan.slots)
+    clock.lap("calibrate_s")
     written = write_forecasts(settings, frame, plan.slots)
     clock.lap("write_s")
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
@@ -62,6 +65,7 @@ def predict(
     live = live_accuracy(settings, plan.as_of, len(plan.slots)) if scored else []
     clock.lap("score_s")
     summary = summarize(plan, version, frame, report, written, scored, clock, arrival, live)
+    summary.calibration = calibration
     publish_predict(summary)
     check_forecast_share(summary, settings)  # too few forecasts: the run ends Failed
     return summary.as_dict()

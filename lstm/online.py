@@ -9,8 +9,9 @@ finite-sample-corrected level-quantile of the last `window` scores of that step 
 had been observed before the forecast was issued; the interval is then stretched (or shrunk)
 around the median by it: L' = m - f (m - L), U' = m + f (U - m). Pooled over series per step
 and level, over a window of thousands of scores, the factor moves slowly (no oscillation
-from one origin to the next); with fewer than `min_scores` scores it is 1 (the model's own
-calibration). The median is never changed, so point accuracy is unchanged.
+from one origin to the next); while a step has fewer than `min_scores` scores, the scores
+of all steps pooled stand in (small fleets: 12 times as many), and with fewer than that
+the factor is 1 (the model's own calibration). The median is never changed, so point accuracy is unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +45,35 @@ def conformal_factor(scores: np.ndarray, level: float) -> float:
     return float(np.partition(scores, k)[k])
 
 
+def window_factor(scores: np.ndarray, level: float, min_scores: int = MIN_SCORES) -> float:
+    """The factor one window of scores gives (bounded), or 1 (the model's own calibration)
+    when it holds fewer than `min_scores`. The one rule the backtest replay and the predict
+    run share."""
+    if len(scores) < min_scores:
+        return 1.0
+    return min(max(conformal_factor(scores, level), MIN_FACTOR), MAX_FACTOR)
+
+
+def _replay(
+    times: np.ndarray,
+    obs_t: np.ndarray,
+    obs_s: np.ndarray,
+    level: float,
+    window: int,
+    min_scores: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(factor, scores available) at each of `times` from the scores observed strictly
+    before it (the last `window` of them); one factor per distinct count, not per time."""
+    by_time = np.argsort(obs_t, kind="stable")
+    obs_t, obs_s = obs_t[by_time], obs_s[by_time]
+    avail = np.searchsorted(obs_t, times, side="left")
+    counts, which = np.unique(avail, return_inverse=True)
+    per_count = np.array(
+        [window_factor(obs_s[max(0, n - window) : n], level, min_scores) for n in counts]
+    )
+    return per_count[which], avail
+
+
 def online_factors(
     issued_ns: np.ndarray,
     observed_ns: np.ndarray,
@@ -51,9 +81,13 @@ def online_factors(
     level: float,
     window: int = WINDOW,
     min_scores: int = MIN_SCORES,
+    pool_steps: bool = True,
 ) -> np.ndarray:
     """[B, H] the factor for each forecast and step, from the scores of forecasts of the
     same step observed strictly before it was issued (no future residual can leak in).
+    While a step has fewer than `min_scores` such scores, the scores of every step pooled
+    give its factor (`pool_steps`; a half-width score is relative to its own step's
+    interval, so a common drift shows in all of them), and 1 while those are too few.
 
     issued_ns [B]: when each forecast was issued; observed_ns [B, H]: when each step's
     actual arrived; scores [B, H]: half-width scores (NaN where the actual is unknown)."""
@@ -61,31 +95,49 @@ def online_factors(
     out = np.ones((b, h), dtype=np.float64)
     order_issue = np.argsort(issued_ns, kind="stable")
     times = issued_ns[order_issue]
+    ok = np.isfinite(observed_ns) & ~np.isnan(scores)
+    pooled = None
+    if pool_steps and h > 1:
+        pooled, _ = _replay(times, observed_ns[ok], scores[ok], level, window, min_scores)
     for step in range(h):
-        ok = np.isfinite(observed_ns[:, step]) & ~np.isnan(scores[:, step])
-        obs_t = observed_ns[ok, step]
-        obs_s = scores[ok, step]
-        by_time = np.argsort(obs_t, kind="stable")
-        obs_t, obs_s = obs_t[by_time], obs_s[by_time]
-        # for each forecast: how many scores were observed strictly before its issue time
-        avail = np.searchsorted(obs_t, times, side="left")
-        # one factor per distinct number of available scores (forecasts issued at the same
-        # time share it), not one Python step per forecast
-        counts, which = np.unique(avail, return_inverse=True)
-        per_count = np.array(
-            [
-                min(
-                    max(conformal_factor(obs_s[max(0, n - window) : n], level), MIN_FACTOR),
-                    MAX_FACTOR,
-                )
-                if n >= min_scores
-                else 1.0
-                for n in counts
-            ]
+        col = ok[:, step]
+        f, avail = _replay(
+            times, observed_ns[col, step], scores[col, step], level, window, min_scores
         )
-        factors = per_count[which]
-        out[order_issue, step] = factors
+        if pooled is not None:
+            f = np.where(avail >= min_scores, f, pooled)
+        out[order_issue, step] = f
     return out
+
+
+def live_factors(
+    step: np.ndarray,
+    scores: np.ndarray,
+    horizon: int,
+    level: float,
+    window: int = WINDOW,
+    min_scores: int = MIN_SCORES,
+    pool_steps: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """([H] factor, [H] scores used) for the next forecasts from scored history: `step`
+    (1-based) and `scores` ordered oldest first (all observed already). The same rule as
+    `online_factors` at one origin: each step's last `window` scores, pooled over steps
+    while a step has fewer than `min_scores`, 1 while those are too few."""
+    step = np.asarray(step, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = ~np.isnan(scores)
+    step, scores = step[keep], scores[keep]
+    factors = np.ones(horizon, dtype=np.float64)
+    used = np.zeros(horizon, dtype=np.int64)
+    pooled = window_factor(scores[-window:], level, min_scores) if pool_steps else 1.0
+    n_pooled = min(len(scores), window) if pool_steps and pooled != 1.0 else 0
+    for h in range(1, horizon + 1):
+        mine = scores[step == h][-window:]
+        if len(mine) >= min_scores:
+            factors[h - 1], used[h - 1] = window_factor(mine, level, min_scores), len(mine)
+        elif n_pooled:
+            factors[h - 1], used[h - 1] = pooled, n_pooled
+    return factors, used
 
 
 def stretch(median: np.ndarray, lower: np.ndarray, upper: np.ndarray, factor: np.ndarray):

@@ -29,6 +29,7 @@ from storage.columns import (
 )
 from storage.errors import ConfigError
 from storage.retention import RetentionMixin
+from storage.scores import ScoresMixin
 from storage.timeutil import (
     NaiveWarner,
     RangeSkipper,
@@ -84,7 +85,7 @@ def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
     return tab.to_pandas(self_destruct=True, split_blocks=True)
 
 
-class Store(RetentionMixin, ABC):
+class Store(RetentionMixin, ScoresMixin, ABC):
     """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
 
     All timestamps in and out are timezone-aware UTC; naive input is taken as UTC (with one
@@ -316,9 +317,9 @@ class Store(RetentionMixin, ABC):
     ) -> pd.DataFrame:
         """Accuracy summary of scored forecasts with start <= target_ts <= end.
 
-        One row per group of ``by`` (any of series_id, model_version, step, level; empty for
-        one overall row) with ``n``, ``mae``, ``wape_pct`` (100 * sum|err| / sum|y|) and
-        ``coverage_pct`` (share of actuals inside the interval, in %).
+        One row per group of ``by`` (series_id, model_version, step, level; none: one row):
+        ``n``, ``mae``, ``wape_pct`` (100 sum|err| / sum|y|), ``coverage_pct`` (in %),
+        ``interval_score`` (mean M4 interval score), ``sis_pct`` (100 its sum / sum|y|).
         """
         if isinstance(by, str):
             by = (by,)

@@ -38,6 +38,9 @@ FORECAST_SCHEMA = pa.schema(
         ("level", pa.float64()),
         ("model_version", pa.string()),
         ("created_at", TS_TYPE),
+        # the factor online recalibration stretched the model's interval by (1.0: the
+        # model's own calibration); added after the first release, read as 1.0 where absent
+        ("interval_scale", pa.float64()),
     ]
 )
 FORECAST_KEY = ("series_id", "issued_at", "step")
@@ -57,6 +60,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("abs_error", pa.float64()),
         ("covered", pa.bool_()),
         ("scored_at", TS_TYPE),
+        ("interval_scale", pa.float64()),  # the scored forecast's (yhat_lower/upper as written)
     ]
 )
 ACCURACY_KEY = ("series_id", "issued_at", "step")
@@ -64,7 +68,10 @@ ACCURACY_KEY = ("series_id", "issued_at", "step")
 #: Columns ``read_accuracy`` may group by.
 ACCURACY_GROUPS = ("series_id", "model_version", "step", "level")
 #: Columns of the accuracy summary after the group columns.
-ACCURACY_SUMMARY = ("n", "mae", "wape_pct", "coverage_pct")
+ACCURACY_SUMMARY = ("n", "mae", "wape_pct", "coverage_pct", "interval_score", "sis_pct")
+#: Columns added to the forecasts and accuracy tables after the first release, with the
+#: value rows written before them read as (a table of an older version gets them on open).
+ADDED_COLUMNS = {"interval_scale": 1.0}
 
 
 def check_identifier(name: object, what: str) -> str:

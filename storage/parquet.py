@@ -31,6 +31,7 @@ from storage.base import Range, Store
 from storage.columns import (
     ACCURACY_KEY,
     ACCURACY_SCHEMA,
+    ADDED_COLUMNS,
     FORECAST_KEY,
     FORECAST_SCHEMA,
     SERIES_ID,
@@ -358,4 +359,9 @@ def _read_files(files: list[Path], schema: pa.Schema, expr: pc.Expression | None
     if not files:
         return schema.empty_table()
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
-    return dataset.to_table(columns=schema.names, filter=expr)
+    tab = dataset.to_table(columns=schema.names, filter=expr)
+    for name, value in ADDED_COLUMNS.items():  # files written before the column existed
+        if name in schema.names and tab[name].null_count:
+            i = tab.schema.get_field_index(name)
+            tab = tab.set_column(i, name, pc.fill_null(tab[name], value))
+    return tab

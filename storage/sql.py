@@ -39,9 +39,11 @@ from storage.errors import (
     is_transient,
 )
 from storage.redact import encode_userinfo, redact_url
+from storage.scores import SqlScoresMixin
 from storage.sqlaccuracy import score_select, summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
+from storage.sqlmigrate import add_missing_columns, ensure_latest_view
 from storage.sqlretention import SqlRetention
 from storage.sqlschema import (
     MetricsLayout,
@@ -49,7 +51,6 @@ from storage.sqlschema import (
     accuracy_table,
     check_metrics_table,
     forecasts_table,
-    latest_view_sql,
     new_metrics_table,
 )
 from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
@@ -63,7 +64,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class SqlStore(SqlRetention, Store):
+class SqlStore(SqlScoresMixin, SqlRetention, Store):
     """Metrics and forecasts in a SQL database; see the module docstring."""
 
     def __init__(
@@ -123,6 +124,7 @@ class SqlStore(SqlRetention, Store):
         for table in (self.forecasts, self.accuracy, self.daily):
             if insp.has_table(table.name):
                 have = {c["name"] for c in insp.get_columns(table.name)}
+                have |= set(add_missing_columns(conn, table, have, self.dialect))
                 missing = [c.name for c in table.columns if c.name not in have]
                 if missing:
                     raise SchemaError(
@@ -131,10 +133,7 @@ class SqlStore(SqlRetention, Store):
                     )
             else:
                 table.create(conn)
-        if self.tables.latest_view not in insp.get_view_names():
-            conn.exec_driver_sql(
-                latest_view_sql(self.forecasts, self.tables.latest_view, self.dialect)
-            )
+        ensure_latest_view(conn, self.tables.latest_view, self.forecasts, self.dialect)
 
     def _load_metrics_layout(self, conn: sa.Connection) -> None:
         name = self.tables.metrics

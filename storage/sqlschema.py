@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from storage.sqldialect import SqlDialect
 
 
+def interval_scale_column() -> sa.Column:
+    """The recalibration factor of a forecast row (``storage.columns.ADDED_COLUMNS``)."""
+    return sa.Column("interval_scale", sa.Double, nullable=False, server_default=sa.text("1.0"))
+
+
 def forecasts_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> sa.Table:
     """The forecasts table definition."""
     t = names.forecasts
@@ -45,6 +50,7 @@ def forecasts_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> 
         sa.Column("level", sa.Double, nullable=False),
         sa.Column("model_version", dialect.key_text_type(), nullable=False),
         sa.Column("created_at", dialect.ts_type(), nullable=False),
+        interval_scale_column(),
         sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
         sa.Index(f"ix_{t}_target", "target_ts", "series_id", "issued_at"),
         **dialect.table_kwargs,
@@ -70,6 +76,7 @@ def accuracy_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> s
         sa.Column("abs_error", sa.Double, nullable=False),
         sa.Column("covered", sa.Boolean(create_constraint=False), nullable=False),
         sa.Column("scored_at", dialect.ts_type(), nullable=False),
+        interval_scale_column(),
         sa.PrimaryKeyConstraint("issued_at", "series_id", "step", name=f"pk_{t}"),
         sa.Index(f"ix_{t}_target", "target_ts"),
         **dialect.table_kwargs,

@@ -27,7 +27,9 @@ from storage.errors import DataValidationError
 from storage.timeutil import US_PER_S, NaiveWarner, column_to_us, fmt_us, us_array
 
 #: Columns a forecasts frame must have: the schema's, less created_at (optional, now).
-FORECAST_INPUT = tuple(name for name in FORECAST_SCHEMA.names if name != "created_at")
+FORECAST_INPUT = tuple(
+    name for name in FORECAST_SCHEMA.names if name not in ("created_at", "interval_scale")
+)
 
 #: Longest series id a store accepts, in characters. PostgreSQL's btree index rows hold at
 #: most 2704 bytes; 512 characters of 4-byte UTF-8 stay below that on every backend.
@@ -271,6 +273,16 @@ def forecasts_table(
         created = column_to_us(df, "created_at", what, warn, ids)
     else:
         created = np.full(len(df), now_us, dtype="int64")
+    scale = np.ones(len(df))
+    if "interval_scale" in df.columns:
+        scale = _floats(df, "interval_scale", what, ids, target, "target_ts")
+        bad = np.flatnonzero(scale <= 0)
+        if len(bad):
+            i = int(bad[0])
+            raise DataValidationError(
+                f"{what}: column 'interval_scale' must be positive; {len(bad)} row(s) are not "
+                f"(first: series {ids[i]!r}, interval_scale {float(scale[i])!r})"
+            )
     arrays = [
         pa.array(ids, type=pa.string()),
         us_array(issued),
@@ -282,6 +294,7 @@ def forecasts_table(
         pa.array(lvl),
         pa.array(mv.astype(str).to_numpy(dtype=object), type=pa.string()),
         us_array(created),
+        pa.array(scale, type=pa.float64()),
     ]
     return pa.Table.from_arrays(arrays, schema=FORECAST_SCHEMA)
 
@@ -325,6 +338,7 @@ def score_table(forecasts: pa.Table, actual: np.ndarray, scored_at_us: int) -> p
         "abs_error": pa.array(np.abs(actual - yhat), type=pa.float64()),
         "covered": pa.array((actual >= lo) & (actual <= hi), type=pa.bool_()),
         "scored_at": pa.array(np.full(n, scored_at_us, dtype="int64")).cast(TS_TYPE),
+        "interval_scale": forecasts["interval_scale"],
     }
     return pa.table(cols).cast(ACCURACY_SCHEMA)
 

@@ -175,6 +175,7 @@ class PredictSummary:
     arrival: Arrival | None = None
     as_of_series: int = 0  # series forecast from the run's own slot (catch-up aside)
     live: list[dict] = field(default_factory=list)  # accuracy of what this run scored
+    calibration: dict = field(default_factory=dict)  # live recalibration (calibration_tasks)
 
     @property
     def forecast_share(self) -> float:
@@ -202,6 +203,7 @@ class PredictSummary:
             "off_grid_rows": r.off_grid_rows,
             "scored": self.scored,
             "live_accuracy": self.live,
+            "calibration": self.calibration,
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }

@@ -105,6 +105,34 @@ def publish_retrain(
     return md
 
 
+def calibration_rows(cal: dict) -> list[dict]:
+    """Artifact rows of the live recalibration: per level the factor per step, the rolling
+    coverage of the intervals as written, and any sustained breach."""
+    if not cal.get("enabled"):
+        return [{"item": "live recalibration", "value": "off (FORECAST_ONLINE_CALIBRATION)"}]
+    rows = []
+    for key, lv in cal.get("levels", {}).items():
+        factors = ", ".join(f"{f:.2f}" for f in lv["factor_by_step"])
+        cov = "-" if lv["coverage_pct"] is None else f"{lv['coverage_pct']:.1f}%"
+        steps = ", ".join("-" if c is None else f"{c:.0f}" for c in lv["coverage_by_step"])
+        rows.append({"item": f"recalibration {key}%: factor by step", "value": factors})
+        rows.append(
+            {
+                "item": f"rolling coverage {key}% ({cal['model_version']})",
+                "value": f"{cov} of {lv['n']} scored in the last {cal['window_slots']} "
+                f"slots; by step: {steps}",
+            }
+        )
+    for b in cal.get("breaches", []):
+        rows.append(
+            {
+                "item": f"coverage breach {b['level']:.0%} step {b['step']}",
+                "value": f"{b['coverage_pct']:.1f}% of {b['n']}",
+            }
+        )
+    return rows
+
+
 @task(name="publish-predict-report", **COMPUTE_TASK)
 def publish_predict(summary: PredictSummary) -> list[dict]:
     """A table artifact: slots, model version, series forecast and skipped (named), rows
@@ -131,9 +159,11 @@ def publish_predict(summary: PredictSummary) -> list[dict]:
             {
                 "item": f"scored now: {g['model_version']} at {g['level']:.0%}",
                 "value": f"n {g['n']}, MAE {g['mae']:.3f}, WAPE {g['wape_pct']:.1f}%, "
-                f"coverage {g['coverage_pct']:.1f}%",
+                f"coverage {g['coverage_pct']:.1f}%, interval score {g['interval_score']:.3f} "
+                f"({g['sis_pct']:.1f}% of |y|)",
             }
         )
+    rows += calibration_rows(summary.calibration)
     if skipped_series:
         rows.append(
             {

@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     data_poll_seconds: float = Field(5.0, gt=0, le=60)
     # a run that forecast fewer than this share of the series it read ends Failed
     min_forecast_share: float = Field(0.5, ge=0, le=1)
+    # live recalibration (lstm.livecal): each run stretches the champion's intervals per
+    # step and level by a rolling conformal factor over its last calibration_window scored
+    # forecasts (read from the last calibration_max_slots target slots at most); factor 1
+    # below calibration_min_scores. A coverage outside level +- coverage_band over at least
+    # coverage_breach_min of them is logged as a breach
+    online_calibration: bool = True
+    calibration_window: int = Field(2000, ge=10, le=1_000_000)
+    calibration_min_scores: int = Field(200, ge=1)
+    calibration_max_slots: int = Field(2016, ge=1, le=100_000)
+    coverage_band: float = Field(0.05, gt=0, lt=1)
+    coverage_breach_min: int = Field(1000, ge=1)
     # torch threads of a predict run: 1 leaves the other cores to a concurrent retrain (two
     # processes each using every core slow each other down many times over)
     predict_threads: int = Field(1, ge=1, le=256)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm.online import MIN_SCORES, half_width_scores, online_factors, stretch
+from lstm.online import MIN_SCORES, half_width_scores, live_factors, online_factors, stretch
 
 Z80 = 1.2815515655446004  # the 90th percentile of N(0, 1): an 80% interval is +-Z80 sigma
 
@@ -62,11 +62,38 @@ def test_a_factor_uses_no_residual_from_the_future():
 def test_with_little_scored_history_the_model_calibration_is_kept():
     y, m, lo, hi, issued, observed = _drifting(n=MIN_SCORES + 5, h=2)
     s = half_width_scores(y, m, lo, hi)
-    f = online_factors(issued, observed, s, 0.8)
+    f = online_factors(issued, observed, s, 0.8, pool_steps=False)
     # the first MIN_SCORES forecasts of each step had fewer than MIN_SCORES scores observed
     assert (f[:MIN_SCORES] == 1.0).all()
     lo2, hi2 = stretch(m[:MIN_SCORES], lo[:MIN_SCORES], hi[:MIN_SCORES], f[:MIN_SCORES])
     np.testing.assert_array_equal(lo2, lo[:MIN_SCORES])  # factor 1: the model's interval
+    # pooled over the 2 steps, MIN_SCORES scores are there after about MIN_SCORES / 2
+    # forecasts: before that the factor is 1, after it the pooled factor serves both steps
+    pooled = online_factors(issued, observed, s, 0.8)
+    first = int(np.argmax(pooled[:, 0] != 1.0))
+    assert MIN_SCORES // 2 <= first <= MIN_SCORES // 2 + 2
+    assert (pooled[:first] == 1.0).all()
+    np.testing.assert_array_equal(pooled[first:MIN_SCORES, 0], pooled[first:MIN_SCORES, 1])
+
+
+def test_live_factors_follow_the_same_rule_as_the_replay():
+    y, m, lo, hi, issued, observed = _drifting(n=4000, h=3)
+    s = half_width_scores(y, m, lo, hi)
+    replay = online_factors(issued, observed, s, 0.8)
+    # the live rule at one origin: the scores observed before it, oldest first
+    at = 3500
+    seen = observed < issued[at]
+    order = np.argsort(observed[seen], kind="stable")
+    steps = np.broadcast_to(np.arange(1, 4), s.shape)[seen][order]
+    live, used = live_factors(steps, s[seen][order], 3, 0.8)
+    np.testing.assert_allclose(live, replay[at])
+    assert (used == 2000).all()
+    # too few scores: factor 1; a few per step but enough pooled: the pooled factor
+    few, used = live_factors(steps[-150:], s[seen][order][-150:], 3, 0.8)
+    np.testing.assert_array_equal(few, 1.0)
+    assert (used == 0).all()
+    pooled, used = live_factors(steps[-300:], s[seen][order][-300:], 3, 0.8)
+    assert (pooled != 1.0).all() and len(set(pooled)) == 1 and (used == 300).all()
 
 
 def test_half_width_scores_by_hand():

@@ -192,11 +192,13 @@ def test_forecast_round_trip_and_filters(make_store):
         "level",
         "model_version",
         "created_at",
+        "interval_scale",
     ]
     assert list(out.columns) == cols
     exp = canon(fc, ["series_id", "issued_at", "step"])
-    for c in cols[:-1]:
+    for c in cols[:-2]:
         assert list(out[c]) == list(exp[c]), c
+    assert (out["interval_scale"] == 1.0).all()  # not given: the model's own calibration
     assert out["step"].dtype == np.int64
     assert (out["created_at"] >= before.floor("s")).all()
     assert str(out["created_at"].dt.tz) == "UTC"
@@ -327,7 +329,15 @@ def test_read_accuracy_summary(make_store):
     store.score_forecasts(slot(119))
     rows = store.read_accuracy_rows()
     by_model = store.read_accuracy(by=("model_version",))
-    assert list(by_model.columns) == ["model_version", "n", "mae", "wape_pct", "coverage_pct"]
+    assert list(by_model.columns) == [
+        "model_version",
+        "n",
+        "mae",
+        "wape_pct",
+        "coverage_pct",
+        "interval_score",
+        "sis_pct",
+    ]
     for mv, grp in rows.groupby("model_version"):
         got = by_model[by_model.model_version == mv].iloc[0]
         assert got["n"] == len(grp)
