@@ -55,6 +55,7 @@ class ShardResult:
             "state": self.state,
             "attempts": len(self.runs),
             "flow_runs": list(self.runs),
+            "flow_run_ids": list(self.run_ids),
             "series_written": self.series_written,
             "message": self.message,
         }
@@ -170,6 +171,7 @@ def publish_shards(as_of: pd.Timestamp, results: list[ShardResult], scored: int)
     rows = [r.as_dict() for r in results]
     for row in rows:
         row["flow_runs"] = ", ".join(row["flow_runs"])
+        del row["flow_run_ids"]
     rows.append(
         {
             "shard": "all",
