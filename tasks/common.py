@@ -105,8 +105,8 @@ def flow_run_namer(kind: str) -> Callable[[], str]:
             slot = _utc(given).floor(pd.Timedelta(freq))
         else:
             slot = last_complete_slot(scheduled_time(), freq)
-        shards = p.get("shards")
-        part = f"-shard{p.get('shard')}of{shards}" if shards and shards > 1 else ""
+        shard, shards = p.get("shard"), p.get("shards")
+        part = f"-shard{shard}of{shards}" if shard is not None and shards and shards > 1 else ""
         return f"{kind}-{_name_time(slot)}{part}"
 
     name.__name__ = f"{kind}_run_name"
