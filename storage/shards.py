@@ -89,20 +89,13 @@ class Shard:
 
     def mask(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Whether each element of an Arrow string array is owned: each distinct id is
-        hashed once (a metrics window repeats every id dozens of times)."""
+        hashed once, over all chunks (a metrics window repeats every id dozens of times
+        across many row groups), then matched in Arrow."""
         if len(ids) == 0:
             return np.zeros(0, dtype=bool)
-        encoded = pc.dictionary_encode(ids)
-        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
-        out = []
-        for chunk in chunks:
-            owned = np.fromiter(
-                (self.owns(s) for s in chunk.dictionary.to_pylist()),
-                dtype=bool,
-                count=len(chunk.dictionary),
-            )
-            out.append(owned[chunk.indices.to_numpy(zero_copy_only=False)])
-        return np.concatenate(out)
+        distinct = pc.unique(ids)
+        owned = pa.array([s for s in distinct.to_pylist() if self.owns(s)], type=distinct.type)
+        return pc.is_in(ids, value_set=owned).to_numpy(zero_copy_only=False)
 
     def filter(self, tab: pa.Table, column: str = "series_id") -> pa.Table:
         """The rows of ``tab`` whose ``column`` this shard owns."""
