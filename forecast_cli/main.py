@@ -252,11 +252,7 @@ def predict(
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option(
-            "--shard",
-            help="Forecast only shard INDEX/COUNT of the series (0/4: the first of four), "
-            "replacing only their rows.",
-        ),
+        typer.Option(help="Only shard INDEX/COUNT of the series (0/4: first of four)."),
     ] = None,
 ) -> None:
     """Run the predict flow once: forecast the next hour of every series and upsert it."""
