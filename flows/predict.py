@@ -16,6 +16,7 @@ from tasks.predict_tasks import (
     Stopwatch,
     check_forecast_share,
     plan_slots,
+    run_shard,
     summarize,
     wait_for_data,
 )
@@ -30,6 +31,9 @@ def predict(
     store_url: str | None = None,
     models_dir: str | None = None,
     catch_up_slots: int | None = None,
+    shard: int | None = None,
+    shards: int | None = None,
+    score: bool = True,
 ) -> dict:
     """Forecast the next hour of every series from the slot `as_of` and upsert it.
 
@@ -40,32 +44,38 @@ def predict(
     same batch. A scheduled run first waits (bounded) for late metrics of its slot.
     Forecasts whose actuals have arrived are scored. A run that forecast fewer than
     FORECAST_MIN_FORECAST_SHARE of the series it read ends Failed, its rows kept.
+
+    With `shard`/`shards` (0/4 is the first of four) the run forecasts only the series
+    `storage.Shard` assigns it (a stable hash of the id), replaces only their rows and
+    catches up the slots missing them; `score=False` leaves scoring to the caller (the
+    predict-sharded parent scores once, after every shard).
     """
     clock = Stopwatch()
     settings = get_settings(
         store_url=store_url, models_dir=models_dir, catch_up_slots=catch_up_slots
     )
-    plan = plan_slots(settings, as_of)
+    part = run_shard(shard, shards)
+    plan = plan_slots(settings, as_of, part)
     if plan.status == "stale":
         return plan.stale_result()
     arrival = wait_for_data(settings, plan)
     clock.lap("wait_s")
     forecaster, version = load_champion(settings)
     clock.lap("setup_s")
-    history = read_windows(settings, forecaster.spec, plan.slots)
+    history = read_windows(settings, forecaster.spec, plan.slots, part)
     clock.lap("read_s")
     frame, report = forecast_batch(forecaster, version, history, plan.slots, settings)
     clock.lap("forecast_s")
     frame, calibration = recalibrate_intervals(settings, frame, version, plan.slots)
     clock.lap("calibrate_s")
-    written = write_forecasts(settings, frame, plan.slots)
+    written = write_forecasts(settings, frame, plan.slots, part)
     clock.lap("write_s")
     # score what matured since the last run: the targets of this run's slots (1 + catch-up)
-    scored = score_forecasts(settings, plan.as_of, len(plan.slots))
+    scored = score_forecasts(settings, plan.as_of, len(plan.slots)) if score else 0
     live = live_accuracy(settings, plan.as_of, len(plan.slots)) if scored else []
     clock.lap("score_s")
     summary = summarize(plan, version, frame, report, written, scored, clock, arrival, live)
     summary.calibration = calibration
     publish_predict(summary)
     check_forecast_share(summary, settings)  # too few forecasts: the run ends Failed
-    return summary.as_dict()
+    return {**summary.as_dict(), "shard": str(part) if part else None}

@@ -252,13 +252,24 @@ def predict(
             "--as-of", help="Forecast origin slot (UTC); default: the last complete slot."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Only shard INDEX/COUNT of the series (0/4: first of four)."),
+    ] = None,
 ) -> None:
     """Run the predict flow once: forecast the next hour of every series and upsert it."""
+    from storage import ConfigError, Shard
+
+    try:
+        part = Shard.parse(shard) if shard is not None else None
+    except ConfigError as exc:
+        fail(f"--shard: {exc}")
     _prefect_home()
     from flows.predict import predict as predict_flow
 
     _setup_logging(False, flows=True)
-    result = _run_flow(predict_flow, as_of=as_of)
+    where = {} if part is None else {"shard": part.index, "shards": part.count}
+    result = _run_flow(predict_flow, as_of=as_of, **where)
     _echo_json(result)
 
 

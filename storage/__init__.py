@@ -20,6 +20,7 @@ from storage.errors import (
     WriteError,
 )
 from storage.redact import redact_text, redact_url
+from storage.shards import Shard, stable_hash
 from storage.url import missing_store, open_store
 from storage.validate import MAX_SERIES_ID_LENGTH, invalid_series_ids
 
@@ -31,6 +32,7 @@ __all__ = [
     "NaiveTimestampWarning",
     "NonNumericValueWarning",
     "SchemaError",
+    "Shard",
     "StorageConnectionError",
     "StorageError",
     "Store",
@@ -42,4 +44,5 @@ __all__ = [
     "open_store",
     "redact_text",
     "redact_url",
+    "stable_hash",
 ]

@@ -1,4 +1,4 @@
-"""The accuracy summary of scored rows in pandas (backends without SQL aggregation).
+"""Scoring and the accuracy summary in Arrow/pandas (backends without SQL aggregation).
 
 Besides n, MAE, WAPE and coverage: ``interval_score``, the mean interval (Winkler) score of
 the intervals as written (M4: width + 2 / alpha x how far the actual falls outside, alpha
@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from storage.columns import ACCURACY_SUMMARY
+from storage.columns import ACCURACY_SUMMARY, FORECAST_SCHEMA, SERIES_ID, TS, VALUE
+from storage.validate import score_table
+
+
+def score_joined(fc: pa.Table, actual: pa.Table, scored_at: int) -> pa.Table | None:
+    """Accuracy rows of forecasts ``fc`` joined to their ``actual`` metrics (series_id, ts,
+    value); None when no forecast has a finite actual."""
+    joined = fc.join(
+        actual, keys=["series_id", "target_ts"], right_keys=[SERIES_ID, TS], join_type="inner"
+    )
+    joined = joined.filter(pc.is_finite(joined[VALUE]))
+    if joined.num_rows == 0:
+        return None
+    return score_table(joined.select(FORECAST_SCHEMA.names), joined[VALUE].to_numpy(), scored_at)
 
 
 def interval_scores(rows: pd.DataFrame) -> np.ndarray:

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
-from storage.accuracy import summarize_accuracy
+from storage.accuracy import score_joined, summarize_accuracy
 from storage.columns import (
     ACCURACY_GROUPS,
     FORECAST_SCHEMA,
@@ -28,8 +27,10 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError
+from storage.frames import merge_ranges, slot_series_frame, sort_table, sorted_frame, to_frame
 from storage.retention import RetentionMixin
 from storage.scores import ScoresMixin
+from storage.shards import Shard, check_in_shard
 from storage.timeutil import (
     NaiveWarner,
     RangeSkipper,
@@ -44,7 +45,6 @@ from storage.validate import (
     forecasts_table,
     metrics_table,
     now_us,
-    score_table,
 )
 
 #: A closed range of epoch microseconds; ``None`` means unbounded on that side.
@@ -52,37 +52,6 @@ Range = tuple[int | None, int | None]
 
 #: Longest forecast horizon accepted, in slots (one day of 5-minute slots by default).
 DEFAULT_MAX_HORIZON = 288
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sort closed integer ranges and merge the ones that overlap."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def sort_table(tab: pa.Table, keys: Sequence[str]) -> pa.Table:
-    """Sort an Arrow table ascending by ``keys``."""
-    if tab.num_rows <= 1:
-        return tab
-    return tab.sort_by([(k, "ascending") for k in keys])
-
-
-def to_frame(tab: pa.Table) -> pd.DataFrame:
-    """An Arrow table to pandas (strings -> str, timestamps -> datetime64[us, UTC])."""
-    return tab.to_pandas()
-
-
-def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
-    """`tab` sorted by `keys` as pandas, holding at most one extra copy at a time: the
-    sorted table's buffers are released column by column as they are converted (a
-    metrics read at 1,000,000 series is tens of millions of rows)."""
-    tab = sort_table(tab, keys)  # the caller passes its last reference to the unsorted one
-    return tab.to_pandas(self_destruct=True, split_blocks=True)
 
 
 class Store(RetentionMixin, ScoresMixin, ABC):
@@ -205,6 +174,7 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         *,
         extra_ranges: Iterable[tuple[int, int]] = (),
         series_ids: Iterable[str] | None = None,
+        shard: Shard | None = None,
     ) -> pd.DataFrame:
         """The model's input window, in one query for all series.
 
@@ -212,12 +182,12 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         ``extra_ranges`` (slot offsets back from ``as_of``) the rows with
         ``as_of - hi*freq <= ts <= as_of - lo*freq``. A series with fewer rows returns only
         the rows it has; a series with none returns nothing. Sorted by series_id, ts.
+        With ``shard``, only the series that shard owns (filtered after the read).
         """
         ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
         ids = self._series_arg(series_ids)
-        return sorted_frame(
-            self._skip.filter(self._read_metrics(list(ranges), ids)), [SERIES_ID, TS]
-        )
+        tab = self._skip.filter(self._read_metrics(list(ranges), ids))
+        return sorted_frame(shard.filter(tab, SERIES_ID) if shard else tab, [SERIES_ID, TS])
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
         """(first ts, last ts, number of series) of the metrics, or None when empty."""
@@ -232,7 +202,13 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         return us_to_timestamp(lo), us_to_timestamp(hi), int(n)
 
     # ---------------------------------------------------------------- forecasts
-    def write_forecasts(self, df: pd.DataFrame, *, slots: Sequence[object] | None = None) -> int:
+    def write_forecasts(
+        self,
+        df: pd.DataFrame,
+        *,
+        slots: Sequence[object] | None = None,
+        shard: Shard | None = None,
+    ) -> int:
         """Write forecasts keyed by (series_id, issued_at, step) in one transaction.
 
         Columns: series_id, issued_at, target_ts, step, yhat, yhat_lower, yhat_upper, level,
@@ -244,8 +220,12 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         ``issued_at // freq`` since the epoch) the write owns those slots: every stored row
         issued at one of them is replaced by ``df``'s rows, so a series skipped by a re-run
         keeps no rows of the earlier run (``df`` may be empty: the slots are emptied). Rows
-        of ``df`` issued outside ``slots`` are a DataValidationError.
+        of ``df`` issued outside ``slots`` are a DataValidationError. With ``shard`` too, the
+        write owns only that shard's series in those slots: the other shards' rows stay
+        (rows of ``df`` of another shard's series are a DataValidationError).
         """
+        if shard is not None and slots is None:
+            raise ConfigError(f"write_forecasts(shard={shard}) needs the slots the shard owns")
         owned = None if slots is None else slots_to_us(slots, self._freq_us, self._warn)
         if owned is not None and isinstance(df, pd.DataFrame) and len(df) == 0:
             tab = FORECAST_SCHEMA.empty_table()
@@ -254,7 +234,9 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         if owned is None:
             return self._write_forecasts(tab) if tab.num_rows else 0
         check_issued_within(tab, owned)
-        return self._replace_forecasts(tab, owned) if owned else 0
+        if shard is not None:
+            check_in_shard(tab, shard)
+        return self._replace_forecasts(tab, owned, shard) if owned else 0
 
     def read_forecasts(
         self,
@@ -272,11 +254,24 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         tab = self._read_forecasts(issued, self._series_arg(series_ids), lo, hi)
         return to_frame(sort_table(tab, ["series_id", "issued_at", "step"]))
 
-    def issued_slots(self, start: object = None, end: object = None) -> list[pd.Timestamp]:
+    def issued_slots(
+        self, start: object = None, end: object = None, shard: Shard | None = None
+    ) -> list[pd.Timestamp]:
         """Distinct forecast origins (issued_at) with start <= issued_at <= end, ascending:
-        which slots already have forecasts (for catch-up after missed runs)."""
+        which slots already have forecasts (for catch-up after missed runs). With ``shard``,
+        the slots holding a forecast of one of that shard's series."""
         lo, hi = self._bounds(start, end)
-        return [us_to_timestamp(us) for us in sorted(self._issued_slots(lo, hi))]
+        slots = sorted(self._issued_slots(lo, hi))
+        if shard is not None and slots:
+            tab = shard.filter(self._slot_series(slots))
+            slots = sorted(set(tab["issued_at"].cast(pa.int64()).to_pylist()))
+        return [us_to_timestamp(us) for us in slots]
+
+    def issued_series(self, slots: Sequence[object]) -> pd.DataFrame:
+        """Distinct (issued_at, series_id) of the forecasts issued at ``slots``: which
+        series each slot holds (e.g. per shard, after a sharded run)."""
+        owned = slots_to_us(slots, self._freq_us, self._warn)
+        return slot_series_frame(self._slot_series(owned) if owned else None)
 
     def read_latest_forecasts(
         self,
@@ -387,17 +382,8 @@ class Store(RetentionMixin, ScoresMixin, ABC):
         if fc.num_rows == 0:
             return 0
         actual = self._read_metrics([(lo + 1, hi)], None).select([SERIES_ID, TS, VALUE])
-        joined = fc.join(
-            actual,
-            keys=["series_id", "target_ts"],
-            right_keys=[SERIES_ID, TS],
-            join_type="inner",
-        )
-        joined = joined.filter(pc.is_finite(joined[VALUE]))
-        if joined.num_rows == 0:
-            return 0
-        acc = score_table(joined.select(FORECAST_SCHEMA.names), joined[VALUE].to_numpy(), scored_at)
-        return self._write_accuracy(acc)
+        acc = score_joined(fc, actual, scored_at)
+        return 0 if acc is None else self._write_accuracy(acc)
 
     def _accuracy_summary(
         self, lo: int | None, hi: int | None, by: tuple[str, ...]
@@ -420,8 +406,13 @@ class Store(RetentionMixin, ScoresMixin, ABC):
     def _write_forecasts(self, tab: pa.Table) -> int: ...
 
     @abstractmethod
-    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
-        """In one transaction: remove every row issued at ``owned``, then write ``tab``."""
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int], shard: Shard | None) -> int:
+        """In one transaction: remove every row issued at ``owned`` (of ``shard``'s series
+        only, when given), then write ``tab``."""
+
+    @abstractmethod
+    def _slot_series(self, owned: list[int]) -> pa.Table:
+        """Distinct (issued_at as int64 us, series_id) of the rows issued at ``owned``."""
 
     @abstractmethod
     def _read_forecasts(

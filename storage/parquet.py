@@ -51,6 +51,7 @@ from storage.parquetfiles import (
 )
 from storage.parquetpaths import HOUR_US, FolderLayout
 from storage.parquetretention import ParquetRetention
+from storage.shards import Shard
 from storage.timeutil import outside_ts_range
 
 
@@ -239,18 +240,42 @@ class ParquetStore(ParquetRetention, Store):
         parts = split_sorted(tab, "issued_at", 1, lambda issued: self._paths.issued_path(issued))
         return self._upsert_files(parts, list(FORECAST_KEY), ["step", "series_id"])
 
-    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int], shard: Shard | None) -> int:
         """Each owned slot's file gets exactly ``tab``'s rows for it (removed when none):
-        rows of the old file, of any series, do not survive."""
+        rows of the old file, of any series, do not survive; with ``shard``, the old rows of
+        the other shards' series do (the file is rewritten under the writer lock, so
+        shards writing at once each keep the others' rows)."""
         split = split_sorted(tab, "issued_at", 1, self._paths.issued_path) if tab.num_rows else []
         by_path = dict(split)
         order = [("step", "ascending"), ("series_id", "ascending")]
         plans: list[tuple[Path, Plan]] = []
         for path in (self._paths.issued_path(us) for us in owned):
             new = by_path.get(path)
-            plans.append((path, None if new is None else new.sort_by(order)))
+            new = None if new is None else new.sort_by(order)
+            plans.append((path, new if shard is None else _keep_others(shard, new)))
         self._files.write(plans, tab.num_rows)
         return tab.num_rows
+
+    def _slot_series(self, owned: list[int]) -> pa.Table:
+        parts = []
+        for us in owned:
+            path = self._paths.issued_path(us)
+            if not path.exists():
+                continue
+            ids = pc.unique(pq.read_table(path, columns=["series_id"])["series_id"])
+            parts.append(
+                pa.table(
+                    {
+                        "issued_at": pa.array([us] * len(ids), pa.int64()),
+                        "series_id": ids.cast(pa.string()),
+                    }
+                )
+            )
+        if not parts:
+            return pa.table(
+                {"issued_at": pa.array([], pa.int64()), "series_id": pa.array([], pa.string())}
+            )
+        return pa.concat_tables(parts)
 
     def _forecast_candidates(
         self, issued: int | None, lo: int | None, hi: int | None
@@ -320,6 +345,22 @@ class ParquetStore(ParquetRetention, Store):
             )
         out["accuracy_daily"] = self._daily_rows()
         return out
+
+
+def _keep_others(shard: Shard, new: pa.Table | None) -> Plan:
+    """A slot file's new content: its rows of other shards' series, then ``new``."""
+
+    def plan(old: pa.Table | None) -> pa.Table | None:
+        kept = None if old is None else old.filter(pa.array(~shard.mask(old["series_id"])))
+        parts = [t for t in (kept, new) if t is not None and t.num_rows]
+        if not parts:
+            return None
+        merged = (
+            pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+        )
+        return merged.sort_by([("step", "ascending"), ("series_id", "ascending")])
+
+    return plan
 
 
 def _ts_scalar(us: int, typ: pa.DataType) -> pa.Scalar:

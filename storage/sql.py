@@ -40,6 +40,7 @@ from storage.errors import (
 )
 from storage.redact import encode_userinfo, redact_url
 from storage.scores import SqlScoresMixin
+from storage.shards import Shard
 from storage.sqlaccuracy import score_select, summary_frame, summary_select
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
@@ -53,6 +54,7 @@ from storage.sqlschema import (
     forecasts_table,
     new_metrics_table,
 )
+from storage.sqlshards import SqlShards
 from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
 
 
@@ -64,7 +66,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class SqlStore(SqlScoresMixin, SqlRetention, Store):
+class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
     """Metrics and forecasts in a SQL database; see the module docstring."""
 
     def __init__(
@@ -294,11 +296,12 @@ class SqlStore(SqlScoresMixin, SqlRetention, Store):
             _fault_point("before_commit")
         return n
 
-    def _replace_forecasts(self, tab: pa.Table, owned: list[int]) -> int:
+    def _replace_forecasts(self, tab: pa.Table, owned: list[int], shard: Shard | None) -> int:
         f, key = self.forecasts, list(FORECAST_KEY)
-        issued = f.c.issued_at.in_([self._grid.param(us) for us in owned])
+        ids = None if shard is None else self._shard_ids(owned, shard, tab)
         with self.engine.begin() as conn, self._write_errors(f, tab.num_rows, key):
-            conn.execute(sa.delete(f).where(issued))
+            # all rows of the slots; with a shard only its series' (the others' rows stay)
+            self._delete_shard(conn, owned, ids)
             _fault_point("deleted")
             n = self.dialect.bulk_insert(conn, f, tab, self._ts_codecs(f), _fault)
             _fault_point("before_commit")

@@ -100,12 +100,14 @@ def flow_run_namer(kind: str) -> Callable[[], str]:
             freq = "5min"
         if kind == "backfill":
             return f"backfill-{_name_time(_utc(p['start']))}..{_name_time(_utc(p['end']))}"
-        given = p.get("as_of" if kind == "predict" else "history_end")
+        given = p.get("as_of" if kind.startswith("predict") else "history_end")
         if given:
             slot = _utc(given).floor(pd.Timedelta(freq))
         else:
             slot = last_complete_slot(scheduled_time(), freq)
-        return f"{kind}-{_name_time(slot)}"
+        shard, shards = p.get("shard"), p.get("shards")
+        part = f"-shard{shard}of{shards}" if shard is not None and shards and shards > 1 else ""
+        return f"{kind}-{_name_time(slot)}{part}"
 
     name.__name__ = f"{kind}_run_name"
     return name

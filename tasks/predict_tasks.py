@@ -12,6 +12,7 @@ from prefect import task
 
 from lstm import InferenceReport
 from lstm.slots import catch_up_slots, freq_to_ns, last_complete_slot, slot_range, slot_ts, to_slot
+from storage import Shard
 from tasks import common
 from tasks.common import STORAGE_TASK, get_store, run_logger
 from tasks.settings import Settings
@@ -52,13 +53,19 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
+def run_shard(shard: int | None, shards: int | None) -> Shard | None:
+    """The shard a run's `shard`/`shards` parameters name (None: every series)."""
+    return Shard.of(shard, shards)
+
+
 @task(name="plan-slots", **STORAGE_TASK)
-def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
+def plan_slots(settings: Settings, as_of: datetime | None, shard: Shard | None = None) -> SlotPlan:
     """The slots to forecast: `as_of` (default: the last complete slot before the run's
     *scheduled* time, so a late or repeated run writes the same rows), plus the slots of the
     last `catch_up_slots` that have no forecasts yet. A scheduled run more than
     `max_lateness_slots` late forecasts nothing (after downtime, the on-time run catches up
-    and the backlog does not flood the machine)."""
+    and the backlog does not flood the machine). A shard's run catches up the slots that
+    hold no forecast of its own series (another shard may have written them)."""
     freq_ns = freq_to_ns(settings.freq)
     scheduled = None
     if as_of is None:
@@ -76,7 +83,9 @@ def plan_slots(settings: Settings, as_of: datetime | None) -> SlotPlan:
     done: list[int] = []
     if settings.catch_up_slots > 0:
         written = get_store(settings, create=False).issued_slots(
-            slot_ts(as_slot - settings.catch_up_slots, freq_ns), slot_ts(as_slot - 1, freq_ns)
+            slot_ts(as_slot - settings.catch_up_slots, freq_ns),
+            slot_ts(as_slot - 1, freq_ns),
+            shard=shard,
         )
         done = [to_slot(s, freq_ns) for s in written]
     slots = catch_up_slots(as_slot, settings.catch_up_slots, done)

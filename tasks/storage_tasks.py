@@ -12,6 +12,7 @@ from lstm.features import FeatureSpec
 from lstm.panel import Panel, PrepReport
 from lstm.sampling import SeriesProfile, profile_series
 from lstm.slots import freq_to_ns, last_complete_slot, slot_ts, to_slot, utc
+from storage import Shard
 from tasks.common import STORAGE_TASK, get_store, scheduled_time
 from tasks.settings import Settings
 
@@ -65,20 +66,30 @@ def read_history(
 
 @task(name="read-windows", **STORAGE_TASK)
 def read_windows(
-    settings: Settings, spec: FeatureSpec, slots: Sequence[pd.Timestamp]
+    settings: Settings,
+    spec: FeatureSpec,
+    slots: Sequence[pd.Timestamp],
+    shard: Shard | None = None,
 ) -> pd.DataFrame:
-    """Every series' rows the model reads for forecasts issued at `slots`: one query."""
+    """Every series' rows the model reads for forecasts issued at `slots`: one query (of
+    the series `shard` owns, when given)."""
     store = get_store(settings, create=False)
     last, ranges = spec.read_ranges([to_slot(s, spec.freq_ns) for s in slots])
-    return store.read_recent(slot_ts(last, spec.freq_ns), 1, extra_ranges=ranges)
+    return store.read_recent(slot_ts(last, spec.freq_ns), 1, extra_ranges=ranges, shard=shard)
 
 
 @task(name="write-forecasts", **STORAGE_TASK)
-def write_forecasts(settings: Settings, frame: pd.DataFrame, slots: Sequence[pd.Timestamp]) -> int:
+def write_forecasts(
+    settings: Settings,
+    frame: pd.DataFrame,
+    slots: Sequence[pd.Timestamp],
+    shard: Shard | None = None,
+) -> int:
     """Write one run's forecasts in one transaction (all rows land, or none). The run owns
-    its `slots`: afterwards they hold exactly this run's rows, so a series skipped by a
-    re-run keeps no rows of an earlier run or model version."""
-    return get_store(settings).write_forecasts(frame, slots=list(slots))
+    its `slots` (a shard's run: its own series in them): afterwards they hold exactly this
+    run's rows, so a series skipped by a re-run keeps no rows of an earlier run or model
+    version, and the other shards' rows are untouched."""
+    return get_store(settings).write_forecasts(frame, slots=list(slots), shard=shard)
 
 
 @task(name="score-forecasts", **STORAGE_TASK)

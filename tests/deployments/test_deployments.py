@@ -36,16 +36,25 @@ def test_every_entrypoint_imports_and_its_parameters_validate(dep):
         with pytest.raises(ParameterTypeError, match="start"):
             fn.validate_parameters(params)
         params = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"}
+    if dep["name"] == "predict-shard":  # what predict-sharded gives each shard run
+        params = {"as_of": "2026-01-01T00:00:00Z", "shard": 1, "shards": 2, "score": False}
     validated = fn.validate_parameters(params)
     assert set(validated) >= set(params)
-    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    if dep["name"] == "predict-shard":  # K shard runs at once: no one-at-a-time limit
+        assert "concurrency_limit" not in dep
+    else:
+        assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert dep["work_pool"]["name"] == "forecast-pool"
 
 
 def test_yaml_schedules():
     deps = {d["name"]: d for d in load_yaml()["deployments"]}
-    assert set(deps) == {"predict", "retrain", "backfill"}
+    assert set(deps) == {"predict", "predict-sharded", "predict-shard", "retrain", "backfill"}
     assert deps["predict"]["schedules"] == [{"interval": 300}]
+    # the sharded variant: shard count a parameter, its schedule off until chosen instead
+    assert deps["predict-sharded"]["parameters"] == {"shards": 2}
+    assert deps["predict-sharded"]["schedules"] == [{"interval": 300, "active": False}]
+    assert deps["predict-shard"]["schedules"] == []
     assert deps["retrain"]["schedules"][0]["cron"] == "15 3 * * *"
     assert deps["backfill"]["schedules"] == []
 
@@ -93,7 +102,8 @@ PICKLED_RUN = """
 import sys, cloudpickle
 flows = cloudpickle.loads(sys.stdin.buffer.read())
 ts = "2026-06-01T12:00:00+00:00"
-params = {"predict": {"as_of": ts}, "backfill": {"start": ts, "end": ts}, "retrain": {"history_days": 2}}
+params = {"predict": {"as_of": ts}, "backfill": {"start": ts, "end": ts}, "retrain": {"history_days": 2},
+          "predict-sharded": {"shards": 3, "as_of": ts}}
 for f in flows:
     print(f.name, sorted(f.validate_parameters(params[f.name])))
 """
@@ -128,3 +138,12 @@ def test_work_pool_runs_get_the_run_environment(dep):
 
     env = dep["work_pool"]["job_variables"]["env"]
     assert {k: env[k] for k in RUN_ENV} == RUN_ENV
+
+
+@pytest.mark.parametrize("dep", load_yaml()["deployments"], ids=lambda d: d["name"])
+def test_no_deployment_carries_a_store_url_or_secret(dep):
+    """Secrets come from the worker's environment or a Secret block, never parameters."""
+    params = dep.get("parameters") or {}
+    env = dep["work_pool"]["job_variables"]["env"]
+    assert not {"store_url", "models_dir"} & set(params)
+    assert not [k for k in env if k in ("FORECAST_STORE_URL", "FORECAST_MODELS_DIR")]

@@ -31,7 +31,11 @@ class Job:
 @pytest.fixture(scope="module", params=["sqlite", "parquet", "postgres"])
 def job(request, harness, tmp_path_factory):
     """Metrics written, a first model trained and promoted: the state after `make demo`."""
-    backend = request.param
+    yield from open_job(request.param, tmp_path_factory)
+
+
+def open_job(backend: str, tmp_path_factory):
+    """A Job on `backend` (a generator: the teardown follows the yield)."""
     root = tmp_path_factory.mktemp(f"job-{backend}")
     suffix = uuid.uuid4().hex[:8]
     env = {
