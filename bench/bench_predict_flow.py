@@ -170,6 +170,7 @@ def run_one(
         "frame_s": med["frame_s"],
         "write_s": med["write_s"],
         "score_s": med["score_s"],
+        "alerts_s": med.get("alerts_s"),
         "scored_rows": runs[-1]["scored"],
         "peak_rss_mb": peak_rss_mb(),
         "runs": len(runs),

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
 from storage.accuracy import summarize_accuracy
+from storage.alerts import AlertsMixin
 from storage.columns import (
     ACCURACY_GROUPS,
     FORECAST_SCHEMA,
@@ -84,7 +85,7 @@ def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
     return tab.to_pandas(self_destruct=True, split_blocks=True)
 
 
-class Store(RetentionMixin, ABC):
+class Store(RetentionMixin, AlertsMixin, ABC):
     """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
 
     All timestamps in and out are timezone-aware UTC; naive input is taken as UTC (with one

@@ -40,6 +40,7 @@ from storage.errors import (
 )
 from storage.redact import encode_userinfo, redact_url
 from storage.sqlaccuracy import score_select, summary_frame, summary_select
+from storage.sqlalerts import SqlAlerts
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
 from storage.sqlretention import SqlRetention
@@ -47,6 +48,7 @@ from storage.sqlschema import (
     MetricsLayout,
     accuracy_daily_table,
     accuracy_table,
+    alerts_table,
     check_metrics_table,
     forecasts_table,
     latest_view_sql,
@@ -63,7 +65,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class SqlStore(SqlRetention, Store):
+class SqlStore(SqlRetention, SqlAlerts, Store):
     """Metrics and forecasts in a SQL database; see the module docstring."""
 
     def __init__(
@@ -91,6 +93,7 @@ class SqlStore(SqlRetention, Store):
         self.forecasts = forecasts_table(self._md, self.tables, self.dialect)
         self.accuracy = accuracy_table(self._md, self.tables, self.dialect)
         self.daily = accuracy_daily_table(self._md, self.tables, self.dialect)
+        self.alerts = alerts_table(self._md, self.tables, self.dialect)
         self._grid, self._fine = self.dialect.grid, self.dialect.fine
         self._metrics: MetricsLayout | None = None
         try:
@@ -115,12 +118,12 @@ class SqlStore(SqlRetention, Store):
 
     # ----------------------------------------------------------------- schema
     def _ensure_output_tables(self, conn: sa.Connection) -> None:
-        """Create the forecasts, accuracy and daily tables and the view when absent (serialised
-        between processes by the dialect's DDL lock, e.g. the first predict and retrain
-        runs opening the store at the same moment)."""
+        """Create the forecasts, accuracy, daily and alerts tables and the view when absent
+        (serialised between processes by the dialect's DDL lock, e.g. the first predict and
+        retrain runs opening the store at the same moment)."""
         self.dialect.lock_ddl(conn)
         insp = sa.inspect(conn)
-        for table in (self.forecasts, self.accuracy, self.daily):
+        for table in (self.forecasts, self.accuracy, self.daily, self.alerts):
             if insp.has_table(table.name):
                 have = {c["name"] for c in insp.get_columns(table.name)}
                 missing = [c.name for c in table.columns if c.name not in have]
@@ -163,11 +166,11 @@ class SqlStore(SqlRetention, Store):
         return self._metrics
 
     def drop_all(self) -> None:
-        """Drop the view and the four tables (tests and clean-ups)."""
+        """Drop the view and the five tables (tests and clean-ups)."""
         q, t = self.dialect.quote, self.tables
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {q(self.tables.latest_view)}")
-            for name in (t.accuracy_daily, t.accuracy, t.forecasts, t.metrics):
+            for name in (t.alerts, t.accuracy_daily, t.accuracy, t.forecasts, t.metrics):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(name)}")
         self._metrics = None
 
@@ -423,6 +426,7 @@ class SqlStore(SqlRetention, Store):
                 ("forecasts", self.tables.forecasts),
                 ("accuracy", self.tables.accuracy),
                 ("accuracy_daily", self.tables.accuracy_daily),
+                ("alerts", self.tables.alerts),
             ):
                 if not insp.has_table(name):
                     out[key] = None

@@ -13,6 +13,7 @@ from prefect import task
 from lstm import InferenceReport
 from lstm.slots import catch_up_slots, freq_to_ns, last_complete_slot, slot_range, slot_ts, to_slot
 from tasks import common
+from tasks.alert_tasks import AlertReport
 from tasks.common import STORAGE_TASK, get_store, run_logger
 from tasks.settings import Settings
 
@@ -175,6 +176,7 @@ class PredictSummary:
     arrival: Arrival | None = None
     as_of_series: int = 0  # series forecast from the run's own slot (catch-up aside)
     live: list[dict] = field(default_factory=list)  # accuracy of what this run scored
+    alerts: AlertReport | None = None  # breach alerts opened, resolved and open
 
     @property
     def forecast_share(self) -> float:
@@ -202,6 +204,7 @@ class PredictSummary:
             "off_grid_rows": r.off_grid_rows,
             "scored": self.scored,
             "live_accuracy": self.live,
+            "alerts": None if self.alerts is None else self.alerts.as_dict(),
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -217,6 +220,7 @@ def summarize(
     clock: Stopwatch,
     arrival: Arrival | None = None,
     live: list[dict] | None = None,
+    alerts: AlertReport | None = None,
 ) -> PredictSummary:
     """The run's summary (and its one log line)."""
     series = int(frame["series_id"].nunique()) if len(frame) else 0
@@ -234,6 +238,7 @@ def summarize(
         arrival,
         as_of_series,
         live or [],
+        alerts,
     )
     run_logger().info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",
