@@ -240,6 +240,7 @@ def run_one(
         "calibrate_s": med.get("calibrate_s"),
         "calibration": calibration,
         "scores_read": runs[-1].get("calibration", {}).get("scores_read"),
+        "alerts_s": med.get("alerts_s"),
         "scored_rows": runs[-1]["scored"],
         "peak_rss_mb": peak_rss_mb(),
         "runs": len(runs),

@@ -1,5 +1,5 @@
 """The 5-minute batch predict flow: plan the slots, load the champion, read, forecast,
-write, score, report."""
+write, score, update breach alerts, report."""
 
 # No `from __future__ import annotations` in flow modules: `flow.serve()` ships the flow
 # to its run process by value (cloudpickle), where string annotations such as
@@ -9,6 +9,7 @@ from datetime import datetime
 
 from prefect import flow
 
+from tasks.alert_tasks import update_alerts
 from tasks.calibration_tasks import recalibrate_intervals
 from tasks.common import flow_run_namer
 from tasks.model_tasks import forecast_batch, load_champion
@@ -42,8 +43,9 @@ def predict(
     late skips its own slot (after downtime the backlog does not flood the machine); every
     run also fills slots of the last `catch_up_slots` that have no forecasts yet, in the
     same batch. A scheduled run first waits (bounded) for late metrics of its slot.
-    Forecasts whose actuals have arrived are scored. A run that forecast fewer than
-    FORECAST_MIN_FORECAST_SHARE of the series it read ends Failed, its rows kept.
+    Forecasts whose actuals have arrived are scored, and breach alerts updated from them
+    (opened, grown, resolved; Prefect events `forecast.breach.*`). A run that forecast
+    fewer than FORECAST_MIN_FORECAST_SHARE of the series it read ends Failed, its rows kept.
 
     With `shard`/`shards` (0/4 is the first of four) the run forecasts only the series
     `storage.Shard` assigns it (a stable hash of the id), replaces only their rows and
@@ -74,7 +76,10 @@ def predict(
     scored = score_forecasts(settings, plan.as_of, len(plan.slots)) if score else 0
     live = live_accuracy(settings, plan.as_of, len(plan.slots)) if scored else []
     clock.lap("score_s")
-    summary = summarize(plan, version, frame, report, written, scored, clock, arrival, live)
+    # breach alerts from what was just scored: opened once, grown, resolved; events emitted
+    alerts = update_alerts(settings, plan.as_of, len(plan.slots)) if score else None
+    clock.lap("alerts_s")
+    summary = summarize(plan, version, frame, report, written, scored, clock, arrival, live, alerts)
     summary.calibration = calibration
     publish_predict(summary)
     check_forecast_share(summary, settings)  # too few forecasts: the run ends Failed

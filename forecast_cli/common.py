@@ -127,6 +127,23 @@ def _run_flow(fn, **params):
         )
 
 
+def _since(value: str | None):
+    """`24h`, `7d`, `90min` (that long before now) or a timestamp (UTC); None: everything."""
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp.now(tz="UTC") - pd.Timedelta(value)
+    except ValueError:
+        pass
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        fail(f"--since {value!r}: give a duration (24h, 7d) or a timestamp (2026-12-01T00:00)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def _strict(obj):
     """JSON-safe: NaN and infinities become null (strict JSON has no NaN)."""
     if isinstance(obj, float):

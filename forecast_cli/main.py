@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from forecast_cli.alerts import alerts
 from forecast_cli.api_cmd import api as api_command
 from forecast_cli.common import (
     _echo_json,
@@ -17,6 +18,7 @@ from forecast_cli.common import (
     _run_flow,
     _settings,
     _setup_logging,
+    _since,
     fail,
 )
 
@@ -290,23 +292,6 @@ def backfill(
     _echo_json(result)
 
 
-def _since(value: str | None):
-    """`24h`, `7d`, `90min` (that long before now) or a timestamp (UTC); None: everything."""
-    import pandas as pd
-
-    if value is None:
-        return None
-    try:
-        return pd.Timestamp.now(tz="UTC") - pd.Timedelta(value)
-    except ValueError:
-        pass
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        fail(f"--since {value!r}: give a duration (24h, 7d) or a timestamp (2026-12-01T00:00)")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 @app.command()
 def accuracy(
     by: Annotated[
@@ -363,6 +348,9 @@ def accuracy(
         typer.echo("no scored forecasts yet: predict runs score a forecast once its actual arrives")
         return
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+app.command("alerts")(alerts)
 
 
 @app.command()

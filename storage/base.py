@@ -17,6 +17,7 @@ import pyarrow as pa
 from pandas.tseries.frequencies import to_offset
 
 from storage.accuracy import score_joined, summarize_accuracy
+from storage.alerts import AlertsMixin
 from storage.columns import (
     ACCURACY_GROUPS,
     FORECAST_SCHEMA,
@@ -54,7 +55,7 @@ Range = tuple[int | None, int | None]
 DEFAULT_MAX_HORIZON = 288
 
 
-class Store(RetentionMixin, ScoresMixin, ABC):
+class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
     """Metrics in, forecasts out. Open one with :func:`storage.open_store`.
 
     All timestamps in and out are timezone-aware UTC; naive input is taken as UTC (with one

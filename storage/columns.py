@@ -65,6 +65,42 @@ ACCURACY_SCHEMA = pa.schema(
 )
 ACCURACY_KEY = ("series_id", "issued_at", "step")
 
+#: A breach alert as stored (``storage.alerts``): the columns ``read_alerts`` returns
+#: (``ALERT_COLUMNS``) and the detector's state (opened_at: the slot that completed the k
+#: breaches; checked_at: the last slot folded in; clear_slots: slots back inside since the
+#: last breach; step: the forecast step judged). resolved_at is NULL while open.
+ALERT_SCHEMA = pa.schema(
+    [
+        ("series_id", pa.string()),
+        ("direction", pa.string()),
+        ("started_at", TS_TYPE),
+        ("opened_at", TS_TYPE),
+        ("last_breach_at", TS_TYPE),
+        ("checked_at", TS_TYPE),
+        ("slots_breached", pa.int64()),
+        ("clear_slots", pa.int64()),
+        ("max_excess", pa.float64()),
+        ("level", pa.float64()),
+        ("step", pa.int64()),
+        ("model_version", pa.string()),
+        ("status", pa.string()),
+        ("resolved_at", TS_TYPE),
+    ]
+)
+ALERT_KEY = ("series_id", "direction", "started_at")
+ALERT_COLUMNS = (
+    "series_id",
+    "level",
+    "direction",
+    "started_at",
+    "last_breach_at",
+    "slots_breached",
+    "max_excess",
+    "model_version",
+    "status",
+    "resolved_at",
+)
+
 #: Columns ``read_accuracy`` may group by.
 ACCURACY_GROUPS = ("series_id", "model_version", "step", "level")
 #: Columns of the accuracy summary after the group columns.
@@ -144,7 +180,7 @@ class TableNames:
 
     ``latest_view`` is the SQL view giving the latest forecast per series and target time;
     empty means ``<forecasts>_latest``. Retention keeps ``<accuracy>_daily`` (a table or
-    sub-folder).
+    sub-folder); breach alerts live in ``<forecasts>_alerts``.
     """
 
     metrics: str = "metrics"
@@ -160,12 +196,18 @@ class TableNames:
             object.__setattr__(self, "latest_view", f"{self.forecasts}_latest")
         check_identifier(self.latest_view, "latest-forecast view")
         names = [self.metrics, self.forecasts, self.accuracy, self.latest_view]
-        if len(set([*names, self.accuracy_daily])) != 5:
+        if len(set([*names, self.accuracy_daily, self.alerts])) != 6:
             raise ConfigError(
-                f"table names must differ (and from {self.accuracy_daily!r}), got {names}"
+                f"table names must differ (and from {self.accuracy_daily!r} and "
+                f"{self.alerts!r}), got {names}"
             )
 
     @property
     def accuracy_daily(self) -> str:
         """The daily accuracy roll-up that retention keeps: ``<accuracy>_daily``."""
         return f"{self.accuracy}_daily"
+
+    @property
+    def alerts(self) -> str:
+        """The breach alerts (``storage.alerts``): ``<forecasts>_alerts``."""
+        return f"{self.forecasts}_alerts"

@@ -6,6 +6,7 @@ Layout under the root folder (sub-folder names are the TableNames)::
     forecasts/date=2024-01-08/20240108T131500Z.parquet  one file per issued_at
     forecast_accuracy/date=2024-01-08/part-14.parquet   rows with target_ts in 14:00-14:59
     forecast_accuracy_daily/day=2023-10-01.parquet      retention's roll-up of one day
+    forecasts_alerts/alerts.parquet                      breach alerts (storage.alerts)
 
 Files are sorted by time, with small row groups, so a range filter skips most of a file.
 Reads pick files by their folder and name first (``storage.parquetpaths``: the recent
@@ -42,6 +43,7 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError, SchemaError
+from storage.parquetalerts import ParquetAlerts
 from storage.parquetfiles import (
     FolderWriter,
     Plan,
@@ -63,7 +65,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class ParquetStore(ParquetRetention, Store):
+class ParquetStore(ParquetRetention, ParquetAlerts, Store):
     """Metrics and forecasts in a folder of Parquet files; see the module docstring."""
 
     backend = "parquet"
@@ -344,6 +346,7 @@ class ParquetStore(ParquetRetention, Store):
                 else (0 if self._paths.dir(name).is_dir() else None)
             )
         out["accuracy_daily"] = self._daily_rows()
+        out["alerts"] = self._alerts_rows()
         return out
 
 

@@ -5,7 +5,8 @@ must open (by folder and file name alone, before any file is opened).
 ``part-HH.parquet`` (one UTC hour each; other ``*.parquet`` files dropped into a date
 folder are read too), forecast files are named by their issued_at,
 ``YYYYMMDDTHHMMSSZ.parquet``. Retention's daily accuracy roll-up is one small file per
-day, ``<root>/<accuracy>_daily/day=YYYY-MM-DD.parquet``.
+day, ``<root>/<accuracy>_daily/day=YYYY-MM-DD.parquet``; the breach alerts are one file,
+``<root>/<forecasts>_alerts/alerts.parquet``.
 """
 
 from __future__ import annotations
@@ -154,10 +155,15 @@ class FolderLayout:
                     out.append(Path(entry.path))
         return sorted(out)
 
+    def alerts_path(self) -> Path:
+        """The one file of the breach alerts."""
+        return self.dir(self.tables.alerts) / "alerts.parquet"
+
     def date_folders(self) -> list[Path]:
-        """Every ``date=`` folder of the three tables, and the daily roll-up's folder."""
-        daily = self.dir(self.tables.accuracy_daily)
-        out = [daily] if daily.is_dir() else []
+        """Every ``date=`` folder of the three tables, and the daily roll-up's and the
+        alerts' folders."""
+        own = [self.dir(self.tables.accuracy_daily), self.dir(self.tables.alerts)]
+        out = [d for d in own if d.is_dir()]
         for name in (self.tables.metrics, self.tables.forecasts, self.tables.accuracy):
             base = self.dir(name)
             if base.is_dir():

@@ -9,7 +9,8 @@ into a daily table first (kept indefinitely).
   ``<accuracy table>_daily``: one row per (day, model_version, step, level) with ``n``,
   ``sum_abs_error``, ``sum_abs_y`` and ``n_covered``. A day's row is the sum over every run
   that deleted rows of that day (a day is usually deleted in two runs: the hours before the
-  cutoff, then the rest).
+  cutoff, then the rest);
+* breach alerts (``storage.alerts``) resolved before the accuracy cutoff (open alerts stay).
 
 Batches are whole slots (SQL: consecutive ``issued_at`` / ``target_ts`` slots, at most about
 ``batch_rows`` rows per transaction; one slot larger than that is a batch of its own) or
@@ -166,9 +167,10 @@ class RetentionMixin(ABC):
     ) -> dict[str, Any]:
         """Delete forecasts issued before ``now - forecast_days`` and accuracy rows with
         target_ts before ``now - accuracy_days`` (rolled up into the daily table first), in
-        batches of at most about ``batch_rows`` rows (whole slots or files). Re-running
-        deletes and adds nothing more. Returns the counts: forecasts_deleted,
-        accuracy_deleted, days_aggregated, files_removed, batches, and both cutoffs."""
+        batches of at most about ``batch_rows`` rows (whole slots or files), and breach
+        alerts resolved before the accuracy cutoff (open ones stay). Re-running deletes and
+        adds nothing more. Returns the counts: forecasts_deleted, accuracy_deleted,
+        days_aggregated, alerts_deleted, files_removed, batches, and both cutoffs."""
         f_days = _days_arg(forecast_days, "forecast_days")
         a_days = _days_arg(accuracy_days, "accuracy_days")
         if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
@@ -180,10 +182,12 @@ class RetentionMixin(ABC):
         a_cut -= a_cut % HOUR_US
         f_rows, f_files, f_batches = self._retain_forecasts(f_cut, batch_rows)
         a_rows, days, a_files, a_batches = self._retain_accuracy(a_cut, batch_rows)
+        alerts = self._retain_alerts(a_cut)  # type: ignore[attr-defined]
         return {
             "forecasts_deleted": int(f_rows),
             "accuracy_deleted": int(a_rows),
             "days_aggregated": len(days),
+            "alerts_deleted": int(alerts),
             "files_removed": int(f_files + a_files),
             "batches": int(f_batches + a_batches),
             "forecast_cutoff": us_to_timestamp(f_cut).isoformat(),

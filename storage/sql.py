@@ -42,6 +42,7 @@ from storage.redact import encode_userinfo, redact_url
 from storage.scores import SqlScoresMixin
 from storage.shards import Shard
 from storage.sqlaccuracy import score_select, summary_frame, summary_select
+from storage.sqlalerts import SqlAlerts
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import SqlDialect, dialect_for
 from storage.sqlmigrate import add_missing_columns, ensure_latest_view
@@ -50,6 +51,7 @@ from storage.sqlschema import (
     MetricsLayout,
     accuracy_daily_table,
     accuracy_table,
+    alerts_table,
     check_metrics_table,
     forecasts_table,
     new_metrics_table,
@@ -66,7 +68,7 @@ def _fault(label: str) -> None:
     _fault_point(label)  # looked up at call time, so a replaced hook is seen
 
 
-class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
+class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, SqlAlerts, Store):
     """Metrics and forecasts in a SQL database; see the module docstring."""
 
     def __init__(
@@ -94,6 +96,7 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
         self.forecasts = forecasts_table(self._md, self.tables, self.dialect)
         self.accuracy = accuracy_table(self._md, self.tables, self.dialect)
         self.daily = accuracy_daily_table(self._md, self.tables, self.dialect)
+        self.alerts = alerts_table(self._md, self.tables, self.dialect)
         self._grid, self._fine = self.dialect.grid, self.dialect.fine
         self._metrics: MetricsLayout | None = None
         try:
@@ -118,12 +121,11 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
 
     # ----------------------------------------------------------------- schema
     def _ensure_output_tables(self, conn: sa.Connection) -> None:
-        """Create the forecasts, accuracy and daily tables and the view when absent (serialised
-        between processes by the dialect's DDL lock, e.g. the first predict and retrain
-        runs opening the store at the same moment)."""
+        """Create the output tables and the view when absent (under the dialect's DDL lock:
+        e.g. the first predict and retrain runs opening the store at the same moment)."""
         self.dialect.lock_ddl(conn)
         insp = sa.inspect(conn)
-        for table in (self.forecasts, self.accuracy, self.daily):
+        for table in (self.forecasts, self.accuracy, self.daily, self.alerts):
             if insp.has_table(table.name):
                 have = {c["name"] for c in insp.get_columns(table.name)}
                 have |= set(add_missing_columns(conn, table, have, self.dialect))
@@ -164,11 +166,11 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
         return self._metrics
 
     def drop_all(self) -> None:
-        """Drop the view and the four tables (tests and clean-ups)."""
+        """Drop the view and the five tables (tests and clean-ups)."""
         q, t = self.dialect.quote, self.tables
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {q(self.tables.latest_view)}")
-            for name in (t.accuracy_daily, t.accuracy, t.forecasts, t.metrics):
+            for name in (t.alerts, t.accuracy_daily, t.accuracy, t.forecasts, t.metrics):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(name)}")
         self._metrics = None
 
@@ -425,6 +427,7 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, Store):
                 ("forecasts", self.tables.forecasts),
                 ("accuracy", self.tables.accuracy),
                 ("accuracy_daily", self.tables.accuracy_daily),
+                ("alerts", self.tables.alerts),
             ):
                 if not insp.has_table(name):
                     out[key] = None

@@ -9,6 +9,8 @@ Keys and indexes (the same on every dialect):
 * forecast_accuracy: primary key (issued_at, series_id, step); index (target_ts).
 * forecast_accuracy_daily: primary key (day, model_version, step, level): what retention
   keeps of deleted accuracy rows.
+* ``<forecasts>_alerts``: primary key (series_id, direction, started_at); indexes (status,
+  series_id) for the open alerts and (resolved_at) for retention (``storage.alerts``).
 * ``<forecasts>_latest`` view: a forecast row for which no row of the same series and
   target time has a later issued_at (a NOT EXISTS anti-join on the target index).
 """
@@ -98,6 +100,34 @@ def accuracy_daily_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect
         sa.Column("sum_abs_y", sa.Double, nullable=False),
         sa.Column("n_covered", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("day", "model_version", "step", "level", name=f"pk_{t}"),
+        **dialect.table_kwargs,
+    )
+
+
+def alerts_table(md: sa.MetaData, names: TableNames, dialect: SqlDialect) -> sa.Table:
+    """The breach alerts (``storage.alerts``; columns ``storage.columns.ALERT_SCHEMA``)."""
+    t = names.alerts
+    ts, text = dialect.ts_type, dialect.key_text_type
+    return sa.Table(
+        t,
+        md,
+        sa.Column("series_id", text(), nullable=False),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("started_at", ts(), nullable=False),
+        sa.Column("opened_at", ts(), nullable=False),
+        sa.Column("last_breach_at", ts(), nullable=False),
+        sa.Column("checked_at", ts(), nullable=False),
+        sa.Column("slots_breached", sa.Integer, nullable=False),
+        sa.Column("clear_slots", sa.Integer, nullable=False),
+        sa.Column("max_excess", sa.Double, nullable=False),
+        sa.Column("level", sa.Double, nullable=False),
+        sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("model_version", text(), nullable=False),
+        sa.Column("status", sa.String(8), nullable=False),
+        sa.Column("resolved_at", ts(), nullable=True),
+        sa.PrimaryKeyConstraint("series_id", "direction", "started_at", name=f"pk_{t}"),
+        sa.Index(f"ix_{t}_status", "status", "series_id"),
+        sa.Index(f"ix_{t}_resolved", "resolved_at"),
         **dialect.table_kwargs,
     )
 

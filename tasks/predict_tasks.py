@@ -14,6 +14,7 @@ from lstm import InferenceReport
 from lstm.slots import catch_up_slots, freq_to_ns, last_complete_slot, slot_range, slot_ts, to_slot
 from storage import Shard
 from tasks import common
+from tasks.alert_tasks import AlertReport
 from tasks.common import STORAGE_TASK, get_store, run_logger
 from tasks.settings import Settings
 
@@ -185,6 +186,7 @@ class PredictSummary:
     as_of_series: int = 0  # series forecast from the run's own slot (catch-up aside)
     live: list[dict] = field(default_factory=list)  # accuracy of what this run scored
     calibration: dict = field(default_factory=dict)  # live recalibration (calibration_tasks)
+    alerts: AlertReport | None = None  # breach alerts opened, resolved and open
 
     @property
     def forecast_share(self) -> float:
@@ -213,6 +215,7 @@ class PredictSummary:
             "scored": self.scored,
             "live_accuracy": self.live,
             "calibration": self.calibration,
+            "alerts": None if self.alerts is None else self.alerts.as_dict(),
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -228,6 +231,7 @@ def summarize(
     clock: Stopwatch,
     arrival: Arrival | None = None,
     live: list[dict] | None = None,
+    alerts: AlertReport | None = None,
 ) -> PredictSummary:
     """The run's summary (and its one log line)."""
     series = int(frame["series_id"].nunique()) if len(frame) else 0
@@ -245,6 +249,7 @@ def summarize(
         arrival,
         as_of_series,
         live or [],
+        alerts,
     )
     run_logger().info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",

@@ -11,6 +11,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 from lstm import Forecaster
 from lstm.plots import plot_holdout
 from lstm.promotion import Decision
+from tasks.alert_tasks import AlertReport
 from tasks.common import COMPUTE_TASK, run_logger
 from tasks.predict_tasks import PredictSummary
 from tasks.retrain_tasks import Comparison, TrainingData, evaluation_dict
@@ -133,10 +134,47 @@ def calibration_rows(cal: dict) -> list[dict]:
     return rows
 
 
+def alert_rows(alerts: AlertReport | None, named: int = 50) -> list[dict]:
+    """The breach alerts of a predict run as artifact rows: counts, then each alert opened,
+    resolved and still open (at most `named` of each)."""
+    if alerts is None:
+        return []
+    rule = alerts.rule
+    rows = [
+        {
+            "item": "breach alerts: opened / resolved / open",
+            "value": f"{len(alerts.opened)} / {len(alerts.resolved)} / {alerts.n_open} "
+            f"(k={rule.get('k')} consecutive step-{rule.get('step')} slots more than "
+            f"{rule.get('min_excess')} widths outside the {rule.get('level', 0):.0%} band, "
+            f"resolved after m={rule.get('m')} back; "
+            f"{alerts.events} events"
+            + (f", {alerts.events_dropped} over the limit" if alerts.events_dropped else "")
+            + ")",
+        }
+    ]
+    for label, group in (("opened", alerts.opened), ("resolved", alerts.resolved)):
+        rows += [
+            {"item": f"alert {label}: {a['series_id']}", "value": _alert(a)} for a in group[:named]
+        ]
+    rows += [
+        {"item": f"alert open: {a['series_id']}", "value": _alert(a)} for a in alerts.open[:named]
+    ]
+    return rows
+
+
+def _alert(a: dict) -> str:
+    end = f", resolved {a['resolved_at']}" if a.get("resolved_at") else ""
+    return (
+        f"{a['direction']} since {a['started_at']}, {a['slots_breached']} slots, last "
+        f"{a['last_breach_at']}, up to {a['max_excess']:.2f} widths out, model "
+        f"{a['model_version']}{end}"
+    )
+
+
 @task(name="publish-predict-report", **COMPUTE_TASK)
 def publish_predict(summary: PredictSummary) -> list[dict]:
     """A table artifact: slots, model version, series forecast and skipped (named), rows
-    written and scored, duration."""
+    written and scored, breach alerts opened, resolved and open (named), duration."""
     report = summary.report
     slots = summary.plan.slots
     skipped_series = list(report.skipped)
@@ -164,6 +202,7 @@ def publish_predict(summary: PredictSummary) -> list[dict]:
             }
         )
     rows += calibration_rows(summary.calibration)
+    rows += alert_rows(summary.alerts)
     if skipped_series:
         rows.append(
             {

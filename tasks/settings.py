@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage import redact_url
+from storage.breaches import default_alert_slots
 
 DEFAULT_STORE = "sqlite:///data/forecast.db"
 DEFAULT_MODELS = Path("data/models")
@@ -105,6 +106,18 @@ class Settings(BaseSettings):
     # targeted longer ago than this are deleted; accuracy is rolled up per day first
     forecast_retention_days: float = Field(30.0, gt=0)
     accuracy_retention_days: float = Field(90.0, gt=0)
+    # breach alerts (storage.breaches, README "Breach alerts"): an alert opens at alert_slots
+    # consecutive target slots whose step-alert_step actual lies more than alert_min_excess
+    # interval widths outside the stored interval (FORECAST_LEVEL) on one side (alert_slots
+    # unset: the smallest k for which independent breaches give at most one false alert per
+    # series per 1,000 days, 6 at 80 %; alert_step unset: 12, the forecast made an hour
+    # before, or the horizon when shorter) and is resolved after alert_clear_slots slots
+    # back; one run emits at most alert_max_events Prefect events (the rest are counted)
+    alert_slots: int | None = Field(None, ge=1, le=288)
+    alert_clear_slots: int = Field(3, ge=1, le=288)
+    alert_step: int | None = Field(None, ge=1, le=288)
+    alert_min_excess: float = Field(1.0, ge=0, le=1000)
+    alert_max_events: int = Field(100, ge=0)
     storage_retries: int = Field(4, ge=0, le=20)  # transient storage errors: retried
     storage_retry_delay_s: float = Field(5.0, ge=0)  # first delay; then x2 (5, 10, 20, 40 s)
     # HTTP API (`forecast api`, api/): read-only, binds 127.0.0.1 unless told otherwise
@@ -144,7 +157,32 @@ class Settings(BaseSettings):
                 f"max_missing={self.max_missing} must be below the window ({self.window}): "
                 "a window needs at least one observed value"
             )
+        if self.alert_step is not None and self.alert_step > self.horizon:
+            raise ValueError(
+                f"alert_step={self.alert_step} must be at most the horizon ({self.horizon}): "
+                "FORECAST_ALERT_STEP names a forecast step"
+            )
         return self
+
+    def alert_rule(self) -> dict[str, Any]:
+        """The arguments of ``Store.update_alerts`` these settings give: k, m, level, step,
+        min_excess, and quiet (the model's window: forecasts made from an alert's values,
+        up to a window after it, open no new alert)."""
+        return {
+            "k": self.alert_k(),
+            "m": self.alert_clear_slots,
+            "level": self.level,
+            "step": self.alert_step or min(12, self.horizon),
+            "min_excess": self.alert_min_excess,
+            "quiet": self.window,
+        }
+
+    def alert_k(self) -> int:
+        """Consecutive breached slots that open an alert: FORECAST_ALERT_SLOTS, else the
+        default for FORECAST_LEVEL and the slots of a day (``storage.breaches``)."""
+        if self.alert_slots is not None:
+            return self.alert_slots
+        return default_alert_slots(self.level, pd.Timedelta("1D") / pd.Timedelta(self.freq))
 
     def __repr_args__(self):
         for name, value in super().__repr_args__():

@@ -76,6 +76,8 @@ def test_a_first_train_that_loses_to_the_baselines_exits_1_and_says_what_next(tw
     assert overall["mase"] > 0 and overall["n"] == sum(r["n"] for r in rows)
     res = cli.invoke(app, ["accuracy", "--since", "soon"])
     assert res.exit_code == 2 and "--since 'soon'" in res.stderr
+    res = cli.invoke(app, ["alerts", "--since", "24h", "--json"])  # none yet: an empty list
+    assert res.exit_code == 0 and json.loads(res.stdout) == [], res.output
 
 
 @pytest.mark.parametrize("kind", ["sqlite-file", "sqlite-folder", "parquet"])
@@ -98,6 +100,7 @@ def test_a_mistyped_store_path_is_named_and_nothing_is_created(
         ["backfill", "--start", "2026-01-01", "--end", "2026-01-01T01:00"],
         ["train"],
         ["accuracy"],
+        ["alerts", "--open"],
     ):
         res = cli.invoke(app, ["--store", url, *args])
         assert res.exit_code == 2, (args, res.output)

@@ -33,6 +33,10 @@ def test_storage_tasks_carry_the_policy_read_at_start_up():
         ("FORECAST_TRAIN_MAX_SECONDS", "0", "FORECAST_TRAIN_MAX_SECONDS='0'"),
         ("FORECAST_FORECAST_RETENTION_DAYS", "0", "FORECAST_FORECAST_RETENTION_DAYS='0'"),
         ("FORECAST_ACCURACY_RETENTION_DAYS", "-1", "FORECAST_ACCURACY_RETENTION_DAYS='-1'"),
+        ("FORECAST_ALERT_SLOTS", "0", "FORECAST_ALERT_SLOTS='0'"),
+        ("FORECAST_ALERT_CLEAR_SLOTS", "0", "FORECAST_ALERT_CLEAR_SLOTS='0'"),
+        ("FORECAST_ALERT_MIN_EXCESS", "-1", "FORECAST_ALERT_MIN_EXCESS='-1'"),
+        ("FORECAST_ALERT_STEP", "13", "alert_step=13 must be at most the horizon (12)"),
     ],
 )
 def test_a_bad_setting_names_the_variable_the_value_and_the_range(monkeypatch, env, value, needle):
@@ -59,3 +63,16 @@ def test_retention_defaults_and_environment(monkeypatch):
     monkeypatch.setenv("FORECAST_ACCURACY_RETENTION_DAYS", "400")
     s = get_settings()
     assert (s.forecast_retention_days, s.accuracy_retention_days) == (7.5, 400.0)
+
+
+def test_alert_rule_defaults_follow_the_level_and_the_horizon(monkeypatch):
+    rule = get_settings().alert_rule()
+    assert rule == {"k": 6, "m": 3, "level": 0.8, "step": 12, "min_excess": 1.0, "quiet": 12}
+    monkeypatch.setenv("FORECAST_LEVEL", "0.95")  # p = 0.025 a side: 4 slots are enough
+    monkeypatch.setenv("FORECAST_HORIZON", "6")  # the step judged is at most the horizon
+    assert (get_settings().alert_rule()["k"], get_settings().alert_rule()["step"]) == (4, 6)
+    monkeypatch.setenv("FORECAST_ALERT_SLOTS", "3")
+    monkeypatch.setenv("FORECAST_ALERT_STEP", "1")
+    monkeypatch.setenv("FORECAST_ALERT_MIN_EXCESS", "0")
+    rule = get_settings().alert_rule()
+    assert (rule["k"], rule["step"], rule["min_excess"]) == (3, 1, 0.0)

@@ -5,6 +5,7 @@ runs on MariaDB too, through the ``backend`` fixture)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -13,7 +14,14 @@ from storage_helpers import forecasts, metrics, slot
 from storage_pg import MARIADB_URL, require_mariadb, unique_tables
 
 from storage import ColumnMap, StorageConnectionError, open_store
+from storage.alerts import alerts_table
+from storage.breaches import Alert
 from storage.errors import is_transient
+
+
+def us(ts: pd.Timestamp) -> int:
+    return ts.value // 1000
+
 
 pytestmark = pytest.mark.mariadb
 
@@ -210,8 +218,8 @@ def test_datetime_range_bounds_are_utc(make_store):
 
 
 def test_the_privileges_the_readme_lists_are_enough(make_store):
-    """An account with only the grants README.md lists writes, reads the view, scores and
-    applies retention (the metrics table is the user's: SELECT only)."""
+    """An account with only the grants README.md lists writes, reads the view, scores,
+    keeps alerts and applies retention (the metrics table is the user's: SELECT only)."""
     admin = make_store()
     t = admin.tables
     admin.write_metrics(metrics(["a", "b"], range(30)))
@@ -219,14 +227,14 @@ def test_the_privileges_the_readme_lists_are_enough(make_store):
     grants = [f"GRANT SELECT ON test.`{t.metrics}` TO '{user}'@'127.0.0.1'"]
     grants += [
         f"GRANT SELECT, CREATE, INDEX, INSERT, UPDATE, DELETE ON test.`{n}` TO '{user}'@'127.0.0.1'"
-        for n in (t.forecasts, t.accuracy, t.accuracy_daily)
+        for n in (t.forecasts, t.accuracy, t.accuracy_daily, t.alerts)
     ]
     grants.append(
         f"GRANT SELECT, CREATE, CREATE VIEW ON test.`{t.latest_view}` TO '{user}'@'127.0.0.1'"
     )
     with admin.engine.begin() as conn:
         conn.exec_driver_sql(f"DROP VIEW `{t.latest_view}`")
-        for name in (t.accuracy_daily, t.accuracy, t.forecasts):
+        for name in (t.alerts, t.accuracy_daily, t.accuracy, t.forecasts):
             conn.exec_driver_sql(f"DROP TABLE `{name}`")
         conn.exec_driver_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw-x1'")
         for g in grants:
@@ -242,6 +250,16 @@ def test_the_privileges_the_readme_lists_are_enough(make_store):
         out = store.apply_retention(1 / 288, 1 / 24, now=slot(40) + pd.Timedelta(days=1))
         assert out["forecasts_deleted"] == 36 and out["accuracy_deleted"] == 36, out
         assert out["days_aggregated"] == 1 and len(store.read_accuracy_daily()) > 0
+        # alerts: an upsert (twice: ON DUPLICATE KEY UPDATE), a read, a retention delete
+        assert store.update_alerts(slot(40), k=3).written == 0 and store.read_alerts().empty
+        alert = Alert("a", "above", *(us(slot(i)) for i in (1, 3, 4, 6)), 4, 2, 1.5, 0.8, 1, "v")
+        for status in ("open", "resolved"):
+            resolved = us(slot(6)) if status == "resolved" else None
+            alert = replace(alert, status=status, resolved_at=resolved)
+            store._write_alerts(alerts_table([alert]))
+        assert list(store.read_alerts()["status"]) == ["resolved"]
+        out = store.apply_retention(1 / 288, 1 / 24, now=slot(40) + pd.Timedelta(days=1))
+        assert out["alerts_deleted"] == 1 and store.read_alerts().empty
     finally:
         if store is not None:
             store.close()
