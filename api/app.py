@@ -5,16 +5,10 @@ Endpoints: `GET /forecasts/latest`, `GET /series/{series_id}/forecast`, `POST /p
 (they read through `storage.Store`'s read methods only); error details pass through
 `storage.redact_text`, so a store password never reaches a response or a log line.
 
-A new read endpoint is a few lines: read through `state.read` (store errors become a 503
-with the message, password masked) and answer with `rows_response` (any frame as JSON
-rows, timestamps in ISO 8601 UTC, NaN as null):
-
-    @app.get("/alerts", tags=["alerts"])          # inside create_app, beside the others
-    def alerts(open: bool = True) -> Response:
-        return rows_response(state.read(lambda s: s.read_alerts(open_only=open)), "alerts")
-
-(in another module: an `APIRouter` whose endpoints take `state: ApiState =
-Depends(api_state)`, included by create_app with `app.include_router(router)`).
+`GET /alerts` (breach alerts, `Store.read_alerts`). A new read endpoint is a few lines:
+read through `state.read` (store errors become a 503 with the message, password masked)
+and answer with `rows_response` (any frame as JSON rows, timestamps in ISO 8601 UTC, NaN
+as null), as `/alerts` does.
 """
 
 from __future__ import annotations
@@ -37,10 +31,9 @@ from api.champion import ChampionHolder, NoChampion
 from api.metrics import ForecastCollector, Reader
 from api.predict import predict_response
 from api.schemas import ForecastRows, Health, PredictRequest, PredictResponse
-from lstm import ArtifactError, ModelRegistry
+from lstm import ArtifactError, Registry
 from storage import StorageError, Store, redact_text
-from tasks.common import get_store
-from tasks.model_tasks import registry as model_registry
+from tasks.common import get_registry, get_store
 from tasks.settings import Settings
 
 log = logging.getLogger("api")
@@ -54,13 +47,13 @@ class ApiState:
     def __init__(
         self,
         settings: Settings,
-        registry: ModelRegistry | None = None,
+        registry: Registry | None = None,
         now: Callable[[], pd.Timestamp] | None = None,
     ) -> None:
         self.settings = settings
         self.freq = pd.Timedelta(settings.freq)
         self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
-        self.registry = registry or model_registry(settings)
+        self.registry = registry or get_registry(settings, create=False)
         self.champion = ChampionHolder(self.registry, settings.api_champion_check_s)
         self.reader = Reader(settings, self.store, self.now)
 
@@ -119,7 +112,7 @@ def _where(loc: tuple | list) -> str:
 
 def create_app(
     settings: Settings,
-    registry: ModelRegistry | None = None,
+    registry: Registry | None = None,
     now: Callable[[], pd.Timestamp] | None = None,
 ) -> FastAPI:
     """The API on these settings (`registry` and `now` are for tests)."""
@@ -218,6 +211,22 @@ def create_app(
     ) -> Response:
         """One series' newest forecast per target time, from the current slot on."""
         return latest_rows([series_id], start, end, None)
+
+    @app.get("/alerts", tags=["alerts"])
+    def alerts(
+        open: Annotated[bool, Query(description="Only alerts still open")] = True,
+        series_id: Annotated[list[str] | None, Query(description="Only these series")] = None,
+        since: Annotated[
+            datetime | None, Query(description="Open, or resolved at or after this time")
+        ] = None,
+    ) -> Response:
+        """Breach alerts (k consecutive slots out of the band), newest first: series,
+        level, direction, started_at, last_breach_at, slots_breached, max_excess (interval
+        widths), model_version, status, resolved_at."""
+        frame = state.read(
+            lambda s: s.read_alerts(open_only=open, series_ids=series_id, since=since)
+        )
+        return rows_response(frame, "alerts", open_only=open)
 
     @app.post("/predict", response_model=PredictResponse, tags=["predict"])
     def predict(body: PredictRequest) -> PredictResponse:

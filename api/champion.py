@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from lstm import ArtifactError, Forecaster, ModelRegistry
+from lstm import ArtifactError, Forecaster, Registry
 
 log = logging.getLogger("api")
 
@@ -33,7 +33,7 @@ class Loaded:
 class ChampionHolder:
     """The current champion, thread-safe; `get()` is what a request calls."""
 
-    def __init__(self, registry: ModelRegistry, check_s: float = 5.0) -> None:
+    def __init__(self, registry: Registry, check_s: float = 5.0) -> None:
         self.registry = registry
         self.check_s = check_s
         self._loaded: Loaded | None = None

@@ -46,14 +46,29 @@ def _settings():
     return get_settings()
 
 
+def set_registry_env(models: str) -> None:
+    """`--models`: a URL (or 'store') becomes FORECAST_MODELS_URL, a folder
+    FORECAST_MODELS_DIR; the option wins over whichever of them named another registry."""
+    from tasks.settings import STORE_DB, looks_like_url
+
+    if looks_like_url(models) or models.strip() == STORE_DB:
+        os.environ["FORECAST_MODELS_URL"] = models
+        if looks_like_url(os.environ.get("FORECAST_MODELS_DIR", "")):
+            del os.environ["FORECAST_MODELS_DIR"]
+    else:
+        os.environ["FORECAST_MODELS_DIR"] = models
+        os.environ.pop("FORECAST_MODELS_URL", None)
+
+
 def _ensure_local_dirs(settings, store: bool = True) -> None:
     """Create ./data (or wherever the embedded defaults point) before first use: the
-    models folder, and with `store` (only commands that write metrics) the SQLite file's
+    models folder (a folder registry), and with `store` (only commands that write metrics) the SQLite file's
     folder; a command that only reads must not create an empty database at a typo."""
     url = settings.store_url
     if store and url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    if settings.models_url is None:  # a folder registry (a database one needs no folder)
+        settings.models_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _prefect_home() -> None:

@@ -22,7 +22,6 @@ def main() -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("FORECAST_TRAIN_MAX_SECONDS", "60")  # keep the demo short
     store_url = os.environ.setdefault("FORECAST_STORE_URL", "sqlite:///data/forecast.db")
-    models_dir = Path(os.environ.setdefault("FORECAST_MODELS_DIR", "data/models"))
     t0 = time.monotonic()
 
     import pandas as pd
@@ -38,7 +37,8 @@ def main() -> int:
     settings = get_settings()
     if store_url.startswith("sqlite:///"):
         Path(store_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    models_dir.mkdir(parents=True, exist_ok=True)
+    if settings.models_url is None:  # a folder registry (a database one needs none)
+        settings.models_dir.mkdir(parents=True, exist_ok=True)
     store = get_store(settings)
 
     end = last_complete_slot(pd.Timestamp.now(tz="UTC"), settings.freq)
@@ -93,7 +93,9 @@ def main() -> int:
         f"  FROM {table}_latest\n WHERE target_ts > '{end:%Y-%m-%d %H:%M:%S}+00:00'\n"
         f" ORDER BY series_id, target_ts;"
     )
-    print(f"\nWritten to table '{table}' in {redact_url(store_url)}; models in {models_dir}/.")
+    print(
+        f"\nWritten to table '{table}' in {redact_url(store_url)}; models in {settings.registry_location()}."
+    )
     print("A consumer reads the latest forecast per series and target time from the view:\n")
     print("  " + sql.replace("\n", "\n  "))
     if store_url.startswith("sqlite:///"):

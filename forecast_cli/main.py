@@ -20,7 +20,9 @@ from forecast_cli.common import (
     _setup_logging,
     _since,
     fail,
+    set_registry_env,
 )
+from forecast_cli.models import export, models, promote
 
 app = typer.Typer(
     help="Forecast 5-minute request metrics with a global LSTM: backtest, train, predict, serve.",
@@ -49,12 +51,13 @@ def main_options(
         ),
     ] = None,
     models: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--models",
-            envvar="FORECAST_MODELS_DIR",
-            show_envvar=True,
-            help="Model registry folder. Default: data/models",
+            help="Model registry: a folder, or a database URL (sqlite:///models.db, "
+            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db) or 'store' "
+            "(the store's database). Default: env FORECAST_MODELS_URL, else "
+            "FORECAST_MODELS_DIR, else data/models",
         ),
     ] = None,
 ) -> None:
@@ -64,7 +67,7 @@ def main_options(
     if store:
         os.environ["FORECAST_STORE_URL"] = store
     if models:
-        os.environ["FORECAST_MODELS_DIR"] = str(models)
+        set_registry_env(models)
     ctx.obj = {"store": store, "models": models}
 
 
@@ -351,68 +354,9 @@ def accuracy(
 
 
 app.command("alerts")(alerts)
-
-
-@app.command()
-def models() -> None:
-    """List model versions with their held-out metrics; * marks the champion."""
-    from lstm import ModelRegistry
-
-    registry = ModelRegistry(_settings().models_dir)
-    champion = registry.champion()
-    versions = registry.versions()
-    if not versions:
-        typer.echo(f"no models in {registry.root} yet: run `forecast train`")
-        return
-    typer.echo(
-        f"{'':2}{'version':<26}{'MASE':>8}{'MASE s1':>9}{'naive':>8}{'promoted':>10}  created"
-    )
-    for v in versions:
-        try:
-            md = registry.metadata(v)
-        except Exception as exc:  # a damaged version is listed, not fatal
-            typer.echo(f"  {v:<26} unreadable: {exc}")
-            continue
-        comp = md.get("comparison") or {}
-        m = comp.get("challenger", md.get("evaluation_metrics", {}))
-        naive = comp.get("naive", {}).get("MASE", float("nan"))
-        promoted = (md.get("decision") or {}).get("promote")
-        typer.echo(
-            f"{'*' if v == champion else ' ':2}{v:<26}{m.get('MASE', float('nan')):>8.3f}"
-            f"{m.get('MASE_step1', float('nan')):>9.3f}{naive:>8.3f}{str(promoted):>10}  {md.get('created_at', '')[:19]}"
-        )
-
-
-@app.command()
-def promote(
-    version: Annotated[str, typer.Argument(help="Model version to make champion.")],
-) -> None:
-    """Make VERSION the champion (roll back or forward); the pointer swap is atomic."""
-    from lstm import ArtifactError, ModelRegistry
-
-    registry = ModelRegistry(_settings().models_dir)
-    try:
-        before = registry.champion()
-        registry.promote(version, "manual promote from the command line")
-    except ArtifactError as exc:
-        fail(str(exc))
-    typer.echo(f"champion: {before} -> {version}")
-
-
-@app.command()
-def export(
-    version: Annotated[str, typer.Argument(help="Model version to export.")],
-    directory: Annotated[Path, typer.Argument(help="New folder for the package.")],
-) -> None:
-    """Write a package that runs without this project: weights, scalers, metadata,
-    predict.py (numpy + torch only), requirements.txt, README.md with a working example."""
-    from lstm import ArtifactError, ModelRegistry
-
-    try:
-        info = ModelRegistry(_settings().models_dir).export(version, directory)
-    except ArtifactError as exc:
-        fail(str(exc))
-    _echo_json(info)
+app.command()(models)
+app.command()(promote)
+app.command()(export)
 
 
 @app.command()

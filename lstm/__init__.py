@@ -35,7 +35,7 @@ from lstm.model import LSTMConfig, LSTMModel
 from lstm.panel import ColumnNames, Panel, PrepReport, load_dataset, regularize
 from lstm.plots import plot_metrics_comparison
 from lstm.prepare import InferenceReport
-from lstm.registry import ModelRegistry
+from lstm.registry import ModelRegistry, Registry, RegistryBackend
 from lstm.selection import select_features_lstm
 from lstm.synthetic import MetricsGenerator, generate_metrics
 from lstm.training import TrainConfig, train, train_epoch, validate_epoch
@@ -59,6 +59,8 @@ __all__ = [
     "Panel",
     "PredictionBuffer",
     "PrepReport",
+    "Registry",
+    "RegistryBackend",
     "TargetScaler",
     "TimeSeriesDataset",
     "TrainConfig",

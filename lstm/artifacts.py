@@ -350,11 +350,16 @@ def _parse_sums(data: bytes, where: str) -> dict[str, str]:
 # ------------------------------------------------------------- one version as a folder
 def write_version_dir(forecaster: Forecaster, target: Path, metadata: dict) -> dict:
     """Write all files of one version into `target` (a fresh folder); return the metadata."""
-    target.mkdir(parents=True, exist_ok=False)
     files, metadata = encode_artifact(forecaster, metadata)
+    write_files_dir(files, target)
+    return metadata
+
+
+def write_files_dir(files: Mapping[str, bytes], target: Path) -> None:
+    """Write the files of a version (from `encode_artifact`) into `target`, a new folder."""
+    target.mkdir(parents=True, exist_ok=False)
     for name, data in files.items():
         atomic_write_bytes(target / name, data)
-    return metadata
 
 
 def read_version_dir(path: Path) -> dict[str, bytes]:

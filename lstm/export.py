@@ -48,7 +48,7 @@ FILES = {
 
 
 def export_model_and_scalers_for_api(
-    model_path: str | Path,
+    model_path: str | Path | bytes,
     scaler_features: FeatureScaler,
     scaler_target: TargetScaler,
     metadata: Mapping,
@@ -64,7 +64,10 @@ def export_model_and_scalers_for_api(
 
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=export_path.parent))
     try:
-        shutil.copyfile(model_path, tmp / "model_weights.pth")
+        if isinstance(model_path, bytes):  # verified bytes, e.g. from a database registry
+            (tmp / "model_weights.pth").write_bytes(model_path)
+        else:
+            shutil.copyfile(model_path, tmp / "model_weights.pth")
         for name, obj in (
             ("scaler_features.pkl", scaler_features),
             ("scaler_target.pkl", scaler_target),

@@ -1,39 +1,64 @@
 """The model registry: immutable versions, a champion pointer with its promotion history,
-and the last-good fallback. The only code that knows the registry's layout:
+and the last-good fallback, over a small storage backend.
 
-    root/versions/<version>/   one artifact folder per version (see lstm.artifacts)
-    root/champion.json         {"version": ..., "promoted_at": ..., "history": [...]}
+`Registry` holds the logic (ids, metadata, hashes verified on every load, promotion
+history, fallback); a backend only keeps bytes and a pointer (`RegistryBackend`):
 
-A version is written under a hidden temporary name and renamed into place; the pointer is
-replaced with os.replace: a crash leaves the old state whole. Leftovers of a crashed save
-are removed only once they are older than `temp_max_age_s` (default 6 hours, far above
-any save's duration), so a cleanup started anywhere (another process, container or
-machine sharing the folder) never removes a save that may still be running.
+* `ModelRegistry(root)`: a folder (`lstm.registry_folder.FolderBackend`), the embedded
+  default: versions/<version>/ artifact folders and a champion.json pointer;
+* any object with the same methods, e.g. `storage.SqlRegistryBackend` (SQLite,
+  PostgreSQL, MariaDB/MySQL tables; one transaction per save and per promotion), composed
+  by `tasks.common.get_registry` from a URL. `lstm` never imports it: the backend is
+  handed in.
+
+Whatever the backend, a version is saved whole or not at all, every load checks every
+file's SHA-256 before anything is deserialised (a mismatch names the file and the
+version), and a promotion appends to the history in the same step that moves the pointer.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from lstm.artifacts import METADATA, build_metadata, load_forecaster, write_version_dir
+from lstm.artifacts import (
+    FORMAT_FILES,
+    METADATA,
+    build_metadata,
+    decode_artifact,
+    encode_artifact,
+    verify_artifact,
+)
 from lstm.errors import ArtifactError
 from lstm.export import export_model_and_scalers_for_api
-from lstm.files import TMP_SUFFIX, atomic_write_bytes, fsync_dir, json_bytes, read_json, temp_name
+from lstm.files import parse_json
 from lstm.forecaster import Forecaster
+from lstm.registry_folder import (
+    CHAMPION,
+    HISTORY_KEPT,
+    TEMP_MAX_AGE_S,
+    FolderBackend,
+    history_entries,
+)
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion.json"
-HISTORY_KEPT = 50
-TEMP_MAX_AGE_S = 6 * 3600.0
+__all__ = [
+    "CHAMPION",
+    "HISTORY_KEPT",
+    "TEMP_MAX_AGE_S",
+    "ModelRegistry",
+    "Registry",
+    "RegistryBackend",
+    "check_version",
+    "new_version_id",
+]
+
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -53,68 +78,134 @@ def check_version(version: object) -> str:
     return version
 
 
-class ModelRegistry:
-    """A folder of immutable model versions and an atomically replaced champion pointer."""
+class RegistryBackend(Protocol):
+    """Where a registry keeps its bytes. Versions are immutable sets of named files;
+    the pointer is {"version", "promoted_at", "history": [{"version", "at", "reason"}]}."""
 
-    def __init__(self, root: str | Path, temp_max_age_s: float = TEMP_MAX_AGE_S) -> None:
-        self.root = Path(root)
-        self.versions_dir = self.root / "versions"
-        self.temp_max_age_s = temp_max_age_s
+    #: "folder", "sqlite", "postgres", "mysql" (for messages and benchmarks)
+    kind: str
+
+    @property
+    def where(self) -> str:
+        """The registry's location for messages (passwords masked)."""
+        ...
+
+    def key(self) -> str:
+        """A string that identifies this registry (the in-process model cache's key)."""
+        ...
+
+    def location(self, version: str) -> str:
+        """Where one version lives, for messages (names the version)."""
+        ...
+
+    def write_version(self, version: str, files: Mapping[str, bytes]) -> None:
+        """Store a new version's files: all of them or, on any failure, none."""
+        ...
+
+    def read_version(self, version: str) -> dict[str, bytes] | None:
+        """The files of a version as stored (None when the version does not exist)."""
+        ...
+
+    def read_file(self, version: str, name: str) -> bytes | None:
+        """One file of a version (None when it does not exist)."""
+        ...
+
+    def list_versions(self) -> list[str]:
+        """Every complete version, sorted."""
+        ...
+
+    def read_pointer(self) -> object | None:
+        """The champion pointer as stored (None when nothing was ever promoted)."""
+        ...
+
+    def move_pointer(self, version: str, at: str, reason: str) -> None:
+        """Point at `version` and append {version, at, reason} to the history, in one
+        atomic step that a concurrent promotion cannot overwrite."""
+        ...
+
+    def cleanup(self, now: float | None = None) -> int:
+        """Remove what interrupted writes left (by age, never by process id); the count."""
+        ...
+
+
+class Registry:
+    """Immutable model versions and a champion pointer, over any `RegistryBackend`."""
+
+    def __init__(self, backend: RegistryBackend) -> None:
+        self.backend = backend
+
+    @property
+    def where(self) -> str:
+        return self.backend.where
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
+
+    def key(self) -> str:
+        return self.backend.key()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where})"
 
     # ------------------------------------------------------------------ versions
     def save(self, forecaster: Forecaster, metrics: Mapping | None = None, **extra) -> str:
         """Register a new version; it appears whole or not at all. Returns its id."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
         self.cleanup()
         version = new_version_id()
         metadata = build_metadata(
             forecaster, metrics, version=version, created_at=datetime.now(UTC).isoformat(), **extra
         )
-        tmp = self.versions_dir / temp_name(version)
-        try:
-            metadata = write_version_dir(forecaster, tmp, metadata)
-            os.rename(tmp, self.versions_dir / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(self.versions_dir)
+        files, metadata = encode_artifact(forecaster, metadata)
+        self.backend.write_version(version, files)
         forecaster.metadata = metadata
-        log.info("registered model version %s in %s", version, self.root)
+        log.info("registered model version %s in %s", version, self.where)
         return version
 
     def versions(self) -> list[str]:
-        if not self.versions_dir.exists():
-            return []
-        return sorted(
-            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        return self.backend.list_versions()
+
+    def _missing(self, version: str) -> ArtifactError:
+        return ArtifactError(
+            f"model version {version!r} does not exist in {self.where}; "
+            f"known: {self.versions()[-5:]}"
         )
 
-    def path(self, version: str) -> Path:
-        return self.versions_dir / check_version(version)
+    def files(self, version: str) -> dict[str, bytes]:
+        """The stored files of a version, unverified (`verify` checks them)."""
+        files = self.backend.read_version(check_version(version))
+        if files is None:
+            raise self._missing(version)
+        return files
+
+    def verify(self, version: str) -> dict:
+        """Check every file of `version` against its hashes; return its metadata."""
+        return verify_artifact(self.files(version), self.backend.location(version))
 
     def metadata(self, version: str) -> dict:
-        path = self.path(version) / METADATA
-        if not path.exists():
-            raise ArtifactError(
-                f"model version {version!r} not found in {str(self.root)!r}; "
-                f"known: {self.versions()[-5:]}"
-            )
-        return read_json(path)
+        """The metadata of a version as stored (for listings; `load` verifies)."""
+        data = self.backend.read_file(check_version(version), METADATA)
+        if data is None:
+            raise self._missing(version)
+        md = parse_json(data, METADATA)
+        if not isinstance(md, dict):
+            raise ArtifactError(f"{METADATA} of {self.backend.location(version)} is not an object")
+        return md
 
     def load(self, version: str | None = None) -> Forecaster:
         """Load `version` (default: the champion), verified before deserialising."""
         version = version or self.champion()
         if version is None:
-            raise ArtifactError(
-                f"no champion model in {str(self.root)!r}: run `forecast train` first"
-            )
-        return load_forecaster(self.path(version))
+            raise ArtifactError(f"no champion model in {self.where}: run `forecast train` first")
+        return decode_artifact(self.files(version), self.backend.location(version))
 
     def export(self, version: str, export_dir: str | Path) -> dict:
-        """The seed's export package of any version."""
-        forecaster = self.load(version)
+        """The seed's export package of any version (from the verified bytes)."""
+        files = self.files(version)
+        forecaster = decode_artifact(files, self.backend.location(version))
+        weights = FORMAT_FILES[forecaster.metadata["format_version"]][0]
         return export_model_and_scalers_for_api(
-            self.path(version) / "model_weights.pt",
+            files[weights],
             forecaster.feature_scaler,
             forecaster.target_scaler,
             forecaster.metadata,
@@ -123,12 +214,11 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ champion
     def _pointer(self) -> dict | None:
-        pointer = self.root / CHAMPION
-        if not pointer.exists():
+        data = self.backend.read_pointer()
+        if data is None:
             return None
-        data = read_json(pointer)
         if not isinstance(data, dict):
-            raise ArtifactError(f"{CHAMPION} in {str(self.root)!r} is not a JSON object: {data!r}")
+            raise ArtifactError(f"the champion pointer in {self.where} is not an object: {data!r}")
         return data
 
     def champion(self) -> str | None:
@@ -140,29 +230,22 @@ class ModelRegistry:
         try:
             return check_version(data.get("version"))
         except ArtifactError as exc:
-            raise ArtifactError(f"{CHAMPION} in {str(self.root)!r} is malformed: {exc}") from None
+            raise ArtifactError(
+                f"the champion pointer ({CHAMPION}) in {self.where} is malformed: {exc}"
+            ) from None
 
     def history(self) -> list[dict]:
         """Promotions, oldest first: {"version", "at", "reason"} (malformed entries dropped)."""
         try:
-            data = self._pointer() or {}
+            return history_entries(self._pointer())
         except ArtifactError:
             return []
-        entries = data.get("history")
-        if not isinstance(entries, list):
-            return []
-        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("version"), str)]
 
     def promote(self, version: str, reason: str = "") -> None:
-        """Make `version` the champion (atomic pointer swap); the old one stays loadable."""
-        load_forecaster(self.path(version))  # verified and loadable, or refused here
-        history = self.history()
-        history.append({"version": version, "at": datetime.now(UTC).isoformat(), "reason": reason})
-        history = history[-HISTORY_KEPT:]
-        atomic_write_bytes(
-            self.root / CHAMPION,
-            json_bytes({"version": version, "promoted_at": history[-1]["at"], "history": history}),
-        )
+        """Make `version` the champion (one atomic step, history included); the old one
+        stays loadable. The version must verify and load first."""
+        self.load(check_version(version))  # verified and loadable, or refused here
+        self.backend.move_pointer(version, datetime.now(UTC).isoformat(), reason)
         log.info("champion is now %s (%s)", version, reason or "promoted")
 
     def last_good(self, exclude: Iterable[str] = ()) -> tuple[Forecaster, str] | None:
@@ -185,34 +268,32 @@ class ModelRegistry:
                 log.warning("earlier champion %s cannot be loaded either: %s", v, exc)
         return None
 
-    # ------------------------------------------------------------------ clean-up
     def cleanup(self, now: float | None = None) -> int:
-        """Remove temporary files and folders left by a crashed save or promotion, once
-        they are older than `temp_max_age_s` (a younger one may be a save in progress)."""
-        now = time.time() if now is None else now
-        removed = 0
-        for folder in (self.versions_dir, self.root):
-            if not folder.is_dir():
-                continue
-            for entry in folder.iterdir():
-                if not (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
-                    continue
-                try:
-                    age = now - entry.stat().st_mtime
-                except FileNotFoundError:
-                    continue  # finished (renamed) or removed meanwhile
-                if age < self.temp_max_age_s:
-                    continue
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                removed += 1
-        if removed:
-            log.warning(
-                "removed %d temporary file(s) older than %.0f s left by an interrupted save in %s",
-                removed,
-                self.temp_max_age_s,
-                self.root,
-            )
-        return removed
+        """What interrupted saves left behind (folder: temporary files older than the
+        bound; SQL: nothing, an interrupted transaction leaves nothing)."""
+        return self.backend.cleanup(now)
+
+
+class ModelRegistry(Registry):
+    """The folder registry: a folder of immutable model versions and an atomically
+    replaced champion pointer (see `lstm.registry_folder`)."""
+
+    backend: FolderBackend
+
+    def __init__(self, root: str | Path, temp_max_age_s: float = TEMP_MAX_AGE_S) -> None:
+        super().__init__(FolderBackend(root, temp_max_age_s))
+
+    @property
+    def root(self) -> Path:
+        return self.backend.root
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.backend.versions_dir
+
+    @property
+    def temp_max_age_s(self) -> float:
+        return self.backend.temp_max_age_s
+
+    def path(self, version: str) -> Path:
+        return self.versions_dir / check_version(version)

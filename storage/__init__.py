@@ -1,4 +1,5 @@
-"""Metrics in, forecasts out: one small interface over a Parquet folder or a SQL database.
+"""Metrics in, forecasts out: one small interface over a Parquet folder or a SQL database;
+and ``SqlRegistryBackend``, the bytes of a model registry in SQL tables.
 
 >>> from storage import open_store, ColumnMap
 >>> store = open_store("sqlite:///data/metrics.db", columns=ColumnMap.nixtla())  # doctest: +SKIP
@@ -21,6 +22,7 @@ from storage.errors import (
 )
 from storage.redact import redact_text, redact_url
 from storage.shards import Shard, stable_hash
+from storage.sqlregistry import RegistryError, SqlRegistryBackend
 from storage.url import missing_store, open_store
 from storage.validate import MAX_SERIES_ID_LENGTH, invalid_series_ids
 
@@ -31,8 +33,10 @@ __all__ = [
     "DataValidationError",
     "NaiveTimestampWarning",
     "NonNumericValueWarning",
+    "RegistryError",
     "SchemaError",
     "Shard",
+    "SqlRegistryBackend",
     "StorageConnectionError",
     "StorageError",
     "Store",

@@ -1,5 +1,6 @@
 """What every task shares: one retry policy for the store, timeouts, no result caching (a
-cached forecast would be a stale forecast), the store a run uses, and its logger.
+cached forecast would be a stale forecast), the store and the model registry a run uses
+(`get_store`, `get_registry`), and its logger.
 
 The retry policy is declared once, here: transient storage errors (a lost or refused
 connection, a locked database, an I/O hiccup) are retried with exponential backoff,
@@ -11,6 +12,7 @@ served or worker run is a fresh process).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -18,10 +20,12 @@ import pandas as pd
 from prefect import get_client, get_run_logger, runtime
 from prefect.cache_policies import NO_CACHE
 
+from lstm import ModelRegistry, Registry
 from lstm.slots import last_complete_slot
 from storage import (
     ColumnMap,
     ConfigError,
+    SqlRegistryBackend,
     Store,
     TableNames,
     missing_store,
@@ -164,6 +168,42 @@ def get_store(settings: Settings, create: bool = True) -> Store:
     return _open(settings.resolved_store_url(), keep)
 
 
+_REGISTRIES: dict[tuple[str, str], Registry] = {}
+_REGISTRIES_LOCK = threading.Lock()
+
+
+def _sql_registry(url: str, prefix: str) -> Registry:
+    with _REGISTRIES_LOCK:
+        reg = _REGISTRIES.get((url, prefix))
+        if reg is None:
+            reg = _REGISTRIES[(url, prefix)] = Registry(SqlRegistryBackend(url, prefix))
+        return reg
+
+
+def get_registry(settings: Settings, create: bool = True) -> Registry:
+    """The model registry these settings name: the folder `models_dir` (embedded default),
+    or the tables of the database `models_url` names (opened once per process). Every
+    construction of a registry goes through here. With `create=False` (commands and
+    flows that only read models) a missing SQLite file is an error naming it, instead of
+    a new empty registry at a mistyped path."""
+    url = settings.resolved_models_url()
+    if url is None:
+        return ModelRegistry(settings.models_dir)
+    if not create:
+        why = missing_store(url)
+        if why:
+            raise ConfigError(
+                f"{why}: check FORECAST_MODELS_URL / --models (currently "
+                f"{settings.registry_location()}), or train a model first (`forecast train`)"
+            )
+    return _sql_registry(url, settings.models_table_prefix)
+
+
 def forget_stores() -> None:
-    """Close and drop cached stores (tests, or after a configuration change)."""
+    """Close and drop cached stores and registries (tests, or after a configuration
+    change)."""
     _open.cache_clear()
+    with _REGISTRIES_LOCK:
+        for reg in _REGISTRIES.values():
+            reg.backend.close()
+        _REGISTRIES.clear()

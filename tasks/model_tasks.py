@@ -16,11 +16,11 @@ from lstm import (
     ForecastConfig,
     Forecaster,
     InferenceReport,
-    ModelRegistry,
+    Registry,
 )
 from lstm.slots import freq_to_ns
 from storage import MAX_SERIES_ID_LENGTH, ConfigError, invalid_series_ids
-from tasks.common import COMPUTE_TASK, run_logger
+from tasks.common import COMPUTE_TASK, STORAGE_TASK, get_registry, run_logger
 from tasks.settings import Settings
 
 LOG_NAMED = 50  # skipped series named in the log (all are counted; the artifact names more)
@@ -47,21 +47,18 @@ def forecast_config(settings: Settings) -> ForecastConfig:
     )
 
 
-def registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.models_dir)
-
-
 # ------------------------------------------------------------------ the champion
-@task(name="load-champion", **COMPUTE_TASK)
+@task(name="load-champion", **STORAGE_TASK)
 def load_champion(settings: Settings) -> tuple[Forecaster, str]:
     """The champion model, loaded once per version per process, checked against the
     settings' grid.
 
     If the champion's files fail verification (or the pointer is malformed), the run keeps
     forecasting with the last good champion this process loaded, or else the most recent
-    earlier champion that verifies; the refusal is logged with its reason.
+    earlier champion that verifies; the refusal is logged with its reason. A registry in a
+    database is retried on transient errors like the store.
     """
-    forecaster, version = _champion(registry(settings))
+    forecaster, version = _champion(get_registry(settings, create=False))
     if freq_to_ns(settings.freq) != forecaster.spec.freq_ns:
         raise ConfigError(
             f"FORECAST_FREQ={settings.freq!r} does not match the grid of champion {version} "
@@ -71,9 +68,9 @@ def load_champion(settings: Settings) -> tuple[Forecaster, str]:
     return forecaster, version
 
 
-def _champion(reg: ModelRegistry) -> tuple[Forecaster, str]:
+def _champion(reg: Registry) -> tuple[Forecaster, str]:
     reg.cleanup()  # leftovers of a crashed save or promotion (old enough to be dead)
-    root = str(reg.root.resolve())
+    root = reg.key()
     try:
         version = reg.champion()
     except ArtifactError as exc:  # a malformed pointer
@@ -87,7 +84,7 @@ def _champion(reg: ModelRegistry) -> tuple[Forecaster, str]:
             if saved
             else "run `forecast train` (the retrain flow) first"
         )
-        raise ArtifactError(f"no champion model in {str(reg.root)!r}: {hint}")
+        raise ArtifactError(f"no champion model in {reg.where}: {hint}")
     with _CACHE_LOCK:
         if (root, version) in _CACHE:
             return _CACHE[(root, version)], version
@@ -103,7 +100,7 @@ def _champion(reg: ModelRegistry) -> tuple[Forecaster, str]:
 
 
 def _fallback(
-    reg: ModelRegistry, root: str, refused: str | None, exc: ArtifactError
+    reg: Registry, root: str, refused: str | None, exc: ArtifactError
 ) -> tuple[Forecaster, str]:
     """The model this process last loaded from this registry, else the registry's last
     good champion; the refusal is logged with its reason."""
@@ -123,11 +120,11 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
-@task(name="load-current-champion", **COMPUTE_TASK)
+@task(name="load-current-champion", **STORAGE_TASK)
 def current_champion(settings: Settings) -> tuple[Forecaster | None, str | None]:
     """The champion to compare a challenger with (None when there is none or it cannot be
     loaded: the refusal is logged and the challenger is judged against the baselines)."""
-    reg = registry(settings)
+    reg = get_registry(settings)
     try:
         version = reg.champion()
         return (reg.load(version), version) if version else (None, None)

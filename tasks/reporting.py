@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 from prefect import task
@@ -88,14 +90,18 @@ def publish_retrain(
     }
     md = comparison_markdown(comparison.table, comparison.decision, version, extra)
     panel = data.unseen if data.unseen is not None else data.train
-    try:
-        path = settings.models_dir / "reports" / f"{version}.png"
-        image = plot_holdout(panel, comparison.extras, path)
-    except Exception as exc:  # a plot must never fail the retrain
-        run_logger().warning("could not draw the forecast plot: %s", exc)
-        image = None
-    if image is not None and image.exists():
-        data_url = f"data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}"
+    data_url = None
+    # a folder registry keeps the PNG beside it (reports/); with a database registry the
+    # worker's disk keeps nothing: the PNG lives in the run's artifacts only
+    with tempfile.TemporaryDirectory(prefix="retrain-report-") as tmp:
+        folder = settings.models_dir / "reports" if settings.models_url is None else Path(tmp)
+        try:
+            image = plot_holdout(panel, comparison.extras, folder / f"{version}.png")
+            if image is not None and image.exists():
+                data_url = f"data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}"
+        except Exception as exc:  # a plot must never fail the retrain
+            run_logger().warning("could not draw the forecast plot: %s", exc)
+    if data_url is not None:
         md += f"\n\n![forecasts vs actuals]({data_url})\n"
         create_image_artifact(
             image_url=data_url,

@@ -14,8 +14,8 @@ from lstm.panel import Panel, PrepReport
 from lstm.promotion import Decision, compare_models, decide_promotion, holdout_split
 from lstm.sampling import SeriesProfile, SeriesSample, stratified_sample
 from lstm.windows import Split
-from tasks.common import COMPUTE_TASK, run_logger
-from tasks.model_tasks import forecast_config, registry
+from tasks.common import COMPUTE_TASK, STORAGE_TASK, get_registry, run_logger
+from tasks.model_tasks import forecast_config
 from tasks.settings import Settings
 
 TRAIN_TIMEOUT_S = 6 * 3600
@@ -142,7 +142,7 @@ def compare(
     )
 
 
-@task(name="register-model", **COMPUTE_TASK)
+@task(name="register-model", **STORAGE_TASK)
 def register(
     settings: Settings,
     challenger: Forecaster,
@@ -151,7 +151,7 @@ def register(
     champion_version: str | None,
 ) -> str:
     """Save the challenger as a new immutable version; promote it if the decision says so."""
-    reg = registry(settings)
+    reg = get_registry(settings)
     version = reg.save(
         challenger,
         metrics={k: float(v) for k, v in comparison.table.loc["challenger"].items()},
@@ -213,7 +213,7 @@ def retrain_result(
         "version": version,
         "promoted": comparison.decision.promote,
         "reason": comparison.decision.reason,
-        "champion": registry(settings).champion(),
+        "champion": get_registry(settings).champion(),
         "judged_on": comparison.judged_on,
         "comparison": comparison_dict(comparison.table),
         "series": data.sample.n_series,

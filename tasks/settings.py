@@ -8,6 +8,7 @@ the environment variable, the value and the accepted range, before any work star
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,23 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage import redact_url
+from storage import redact_text, redact_url
 from storage.breaches import default_alert_slots
 
 DEFAULT_STORE = "sqlite:///data/forecast.db"
 DEFAULT_MODELS = Path("data/models")
 ENV_PREFIX = "FORECAST_"
+#: FORECAST_MODELS_URL=store: the registry's tables live in the store's database
+STORE_DB = "store"
+#: SQLAlchemy backends a registry URL may name
+REGISTRY_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+REGISTRY_URL_FORMS = (
+    "sqlite:///relative.db, sqlite:////absolute.db, postgresql+psycopg://user@host:port/db, "
+    "mysql+pymysql://user@host:port/db (or mariadb+pymysql://), or 'store' (the store's "
+    "own database)"
+)
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://", re.S)
+_LOOKS_LIKE_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):", re.S)
 
 
 class SettingsError(ValueError):
@@ -29,7 +41,8 @@ class SettingsError(ValueError):
 
 class Settings(BaseSettings):
     """Where things live and how the job behaves. Env: FORECAST_<FIELD>, e.g.
-    FORECAST_STORE_URL, FORECAST_MODELS_DIR, FORECAST_TRAIN_MAX_SECONDS."""
+    FORECAST_STORE_URL, FORECAST_MODELS_URL (or FORECAST_MODELS_DIR),
+    FORECAST_TRAIN_MAX_SECONDS."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
@@ -38,7 +51,13 @@ class Settings(BaseSettings):
         default=None,
         description="Name of a Prefect Secret block holding the store URL (wins over store_url)",
     )
+    # the model registry: a folder (models_dir, the embedded default) or, with models_url,
+    # a database (sqlite:///..., postgresql+psycopg://..., mysql+pymysql://..., or "store":
+    # the store's own database). A URL given as FORECAST_MODELS_DIR (the old name) is taken
+    # as models_url. models_dir is also the local folder of retrain reports.
     models_dir: Path = DEFAULT_MODELS
+    models_url: str | None = None
+    models_table_prefix: str = Field("model_", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,37}$")
     freq: str = "5min"
 
     # metrics source mapping (the store's tables and columns)
@@ -134,10 +153,51 @@ class Settings(BaseSettings):
     api_accuracy_window_s: float = Field(3600.0, gt=0)  # rolling MAE/coverage in /metrics
     api_latest_limit: int = Field(1000, ge=1, le=1_000_000)  # default rows of /forecasts/latest
 
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_location(cls, data: Any) -> Any:
+        """A URL given as models_dir (FORECAST_MODELS_DIR, --models, a flow's models_dir)
+        is the registry URL; a folder given as models_url is the registry folder."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        folder, url = data.get("models_dir"), data.get("models_url")
+        if isinstance(folder, str) and looks_like_url(folder):
+            if url and str(url).strip() != folder.strip():
+                raise ValueError(
+                    f"FORECAST_MODELS_DIR ({redact_url(folder)}) and FORECAST_MODELS_URL "
+                    f"({redact_url(str(url))}) name different registries: set one"
+                )
+            data["models_url"] = folder
+            del data["models_dir"]
+        url = data.get("models_url")
+        if isinstance(url, str | Path) and str(url).strip() == "":
+            data["models_url"] = None
+        elif isinstance(url, Path) or (
+            isinstance(url, str) and url.strip() != STORE_DB and not looks_like_url(url)
+        ):
+            data["models_dir"], data["models_url"] = str(url), None  # a folder
+        return data
+
     @field_validator("models_dir")
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return Path(os.path.expanduser(str(v)))
+
+    @field_validator("models_url")
+    @classmethod
+    def _registry_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == STORE_DB:
+            return None if v is None else STORE_DB
+        v = v.strip()
+        m = _URL.match(v)
+        backend = m["scheme"].split("+")[0].lower() if m else None
+        if backend not in REGISTRY_BACKENDS:
+            raise ValueError(
+                f"{redact_url(v)!r} is not a model registry location; accepted: a folder, "
+                f"{REGISTRY_URL_FORMS}"
+            )
+        return v
 
     @field_validator("freq")
     @classmethod
@@ -186,7 +246,8 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):
         for name, value in super().__repr_args__():
-            yield name, (redact_url(value) if name == "store_url" else value)
+            secret = name in ("store_url", "models_url") and isinstance(value, str)
+            yield name, (redact_url(value) if secret else value)
 
     def storage_task_options(self) -> dict[str, Any]:
         """Prefect retry options of the storage tasks: exponential backoff."""
@@ -206,13 +267,50 @@ class Settings(BaseSettings):
             return str(Secret.load(self.store_secret_block).get())
         return self.store_url
 
+    def resolved_models_url(self) -> str | None:
+        """The registry's database URL (None: the folder `models_dir`). "store" is the
+        store's own database, read from its Secret block when one is named."""
+        if self.models_url != STORE_DB:
+            return self.models_url
+        url = self.resolved_store_url()
+        m = _URL.match(url)
+        if not m or m["scheme"].split("+")[0].lower() not in REGISTRY_BACKENDS:
+            raise SettingsError(
+                f"FORECAST_MODELS_URL=store needs a SQL store, but the store is "
+                f"{redact_url(url)}: give the registry a folder or a database URL"
+            )
+        return url
+
+    def registry_location(self) -> str:
+        """Where the registry is, for messages (passwords masked)."""
+        if self.models_url is None:
+            return str(self.models_dir)
+        if self.models_url == STORE_DB:
+            return "the store's database (FORECAST_MODELS_URL=store)"
+        return redact_url(self.models_url)
+
+
+def looks_like_url(value: str) -> bool:
+    """`scheme:` at the start (a one-letter scheme is a Windows drive, not a URL)."""
+    m = _LOOKS_LIKE_URL.match(value.strip())
+    return m is not None and len(m["scheme"]) > 1
+
 
 def get_settings(**overrides: Any) -> Settings:
     """Settings from the environment with non-None overrides applied (flow parameters).
 
     Raises SettingsError naming the variable, the value given and what is accepted."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "models_dir" in given and "models_url" not in given:
+        # a registry given as a parameter wins over the environment's (a URL given as
+        # models_dir leaves FORECAST_MODELS_DIR the local folder)
+        folder = given.pop("models_dir")
+        if isinstance(folder, str) and looks_like_url(folder):
+            given["models_url"] = folder
+        else:
+            given["models_dir"], given["models_url"] = folder, ""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, overrides)) from None
 
@@ -222,6 +320,8 @@ def _describe(exc: ValidationError, overrides: dict[str, Any]) -> str:
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         value = err.get("input")
+        if field == "models_url" and overrides.get("models_dir") is not None:
+            field = "models_dir"  # a registry URL given as the flow's models_dir
         where = (
             f"parameter {field}"
             if overrides.get(field) is not None
@@ -232,4 +332,4 @@ def _describe(exc: ValidationError, overrides: dict[str, Any]) -> str:
             parts.append(f"{where}={value!r}: {msg}")
         else:
             parts.append(msg)
-    return "invalid settings: " + "; ".join(parts)
+    return redact_text("invalid settings: " + "; ".join(parts))

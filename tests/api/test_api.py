@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import create_app
 from lstm import ModelRegistry, real_time_predict
+from tasks.settings import get_settings
 
 
 def test_latest_forecasts_are_the_newest_row_per_target_from_the_current_slot(client):
@@ -318,3 +319,67 @@ def test_a_read_endpoint_is_a_few_lines(demo):
     app.include_router(router)
     body = TestClient(app).get("/issued").json()
     assert body["count"] == 12 and body["slots"][-1] == {"issued_at": "2026-12-02T12:00:00Z"}
+
+
+def test_alerts_endpoint_lists_open_and_resolved_alerts(tmp_path):
+    """GET /alerts reads Store.read_alerts: one series 2 widths out for 8 slots opens an
+    alert at the 6th breach and resolves it 3 slots after it is back."""
+    from storage import open_store
+
+    t0 = pd.Timestamp("2026-12-02 00:00", tz="UTC")
+
+    def at(i: int) -> pd.Timestamp:
+        return t0 + FREQ * i
+
+    store = open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
+    store.write_forecasts(
+        pd.DataFrame(
+            [
+                {
+                    "series_id": sid,
+                    "issued_at": at(i),
+                    "target_ts": at(i + 1),
+                    "step": 1,
+                    "yhat": 100.0,
+                    "yhat_lower": 90.0,
+                    "yhat_upper": 110.0,
+                    "level": 0.8,
+                    "model_version": "v1",
+                }
+                for i in range(30)
+                for sid in ("a", "b")
+            ]
+        )
+    )
+    y = [150.0 if 10 <= i < 18 else 100.0 for i in range(31)]
+    store.write_metrics(
+        pd.DataFrame(
+            {
+                "series_id": ["a"] * 31 + ["b"] * 31,
+                "ts": [at(i) for i in range(31)] * 2,
+                "value": y + [100.0] * 31,
+            }
+        )
+    )
+    settings = get_settings(
+        store_url=f"sqlite:///{tmp_path / 'alerts.db'}", models_dir=str(tmp_path / "models")
+    )
+    client = TestClient(create_app(settings))
+    for i in range(1, 17):
+        store.score_forecasts(at(i), lookback_slots=1)
+        store.update_alerts(at(i), k=6, m=3, level=0.8, step=1)
+    body = client.get("/alerts").json()
+    assert body["count"] == 1 and body["open_only"] is True
+    (a,) = body["alerts"]
+    assert a["series_id"] == "a" and a["direction"] == "above" and a["status"] == "open"
+    assert a["started_at"] == "2026-12-02T00:50:00Z" and a["resolved_at"] is None
+    assert client.get("/alerts", params={"series_id": "b"}).json()["count"] == 0
+    for i in range(17, 25):
+        store.score_forecasts(at(i), lookback_slots=1)
+        store.update_alerts(at(i), k=6, m=3, level=0.8, step=1)
+    assert client.get("/alerts").json()["count"] == 0
+    (done,) = client.get("/alerts", params={"open": "false"}).json()["alerts"]
+    assert done["status"] == "resolved" and done["slots_breached"] == 8
+    assert done["resolved_at"] == "2026-12-02T01:40:00Z"
+    assert client.get("/alerts", params={"since": "nonsense"}).status_code == 422
+    store.close()

@@ -68,3 +68,13 @@ def test_served_predict_benchmark_runs(tmp_path):
     r = run_one("sqlite", 30, str(tmp_path), repeat=1)
     assert r["series"] == 30 and r["runs"] == 1
     assert 0 < r["body_s"] <= r["run_s"] <= r["trigger_to_done_s"], r
+
+
+def test_registry_benchmark_runs_on_the_folder_and_sqlite():
+    from bench.bench_registry import run
+
+    rows = run(repeat=1, hiddens=(8,), kinds=("folder", "sqlite"))
+    assert [r["kind"] for r in rows] == ["folder", "sqlite"]
+    for r in rows:
+        assert r["version_bytes"] > 0
+        assert min(r["save_s"], r["load_s"], r["promote_s"], r["champion_s"]) >= 0

@@ -26,10 +26,10 @@ import pytest
 from forecast_test_support import IN_CI, require_postgres
 
 REPO = Path(__file__).resolve().parents[2]
-#: The workers' model registry: the ONE place to change. None: a folder under the test's
-#: temporary directory that both workers reach (today's folder registry). With the SQL
-#: registry set it to the store's URL (require_postgres()): then nothing is shared on disk.
-REGISTRY: str | None = None
+#: The workers' model registry: "store", tables in the store's PostgreSQL database, so the
+#: workers share nothing on disk (None: a folder under the test's temporary directory that
+#: both workers reach).
+REGISTRY: str | None = "store"
 N_SERIES, DAYS = 8, 9
 END = pd.Timestamp("2026-03-02 12:00", tz="UTC")
 STEP = pd.Timedelta("5min")
@@ -121,7 +121,7 @@ def fleet(tmp_path_factory):
     pg = require_postgres()
     root = tmp_path_factory.mktemp("fleet")
     suffix = uuid.uuid4().hex[:8]
-    registry = REGISTRY or str(root / "registry")
+    registry = pg if REGISTRY == "store" else REGISTRY or str(root / "registry")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FORECAST_"))}
     env.update(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -130,6 +130,7 @@ def fleet(tmp_path_factory):
         FORECAST_PROJECT_DIR=str(REPO),
         FORECAST_STORE_URL=pg,
         FORECAST_MODELS_DIR=registry,
+        FORECAST_MODELS_TABLE_PREFIX=f"mr{suffix}_",
         FORECAST_METRICS_TABLE=f"fm_{suffix}",
         FORECAST_FORECASTS_TABLE=f"ff_{suffix}",
         FORECAST_ACCURACY_TABLE=f"fa_{suffix}",
@@ -193,6 +194,10 @@ def fleet(tmp_path_factory):
                     w.kill()
             with fleet.store() as s:
                 s.drop_all()
+            if REGISTRY:
+                from storage import SqlRegistryBackend
+
+                SqlRegistryBackend(pg, prefix=f"mr{suffix}_").drop_all()
 
 
 def same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
