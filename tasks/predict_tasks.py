@@ -249,7 +249,7 @@ def summarize(
         arrival,
         as_of_series,
         live or [],
-        alerts,
+        alerts=alerts,
     )
     run_logger().info(
         "as_of %s: %d forecasts (%d slots; %d rows, model %s), %d skipped, %d scored, %.2fs",

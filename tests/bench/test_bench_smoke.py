@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Benchmarks name their tables through FORECAST_* variables (bench_predict_flow's
+    set_tables): restore the environment, so no later test or subprocess inherits them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_inference_benchmark_runs_and_reports_rates():

@@ -129,7 +129,10 @@ def test_catch_up_fills_missed_slots_in_one_run(job):
     assert issued == [as_of - k * STEP for k in range(5, -1, -1)]
 
 
-def test_backfill_equals_predict_slot_by_slot(job):
+def test_backfill_equals_predict_slot_by_slot(job, monkeypatch):
+    # backfill writes the model's own intervals (interval_scale 1.0): it equals predict
+    # with live recalibration off (README "Live recalibration")
+    monkeypatch.setenv("FORECAST_ONLINE_CALIBRATION", "false")
     start, end = END - 30 * STEP, END - 25 * STEP
     out = backfill(
         start=start.to_pydatetime(),

@@ -28,6 +28,7 @@ def lab(harness, tmp_path_factory):
     env = {
         "FORECAST_STORE_URL": f"sqlite:///{root / 'live.db'}",
         "FORECAST_MODELS_DIR": str(root / "models"),
+        "FORECAST_ONLINE_CALIBRATION": "true",  # opt-in (README "Live recalibration")
         "FORECAST_CALIBRATION_WINDOW": "48",  # scores per step: 6 slots of 8 series
         "FORECAST_CALIBRATION_MIN_SCORES": "24",
         "FORECAST_COVERAGE_BREACH_MIN": "40",
