@@ -93,7 +93,9 @@ def main() -> int:
         f"  FROM {table}_latest\n WHERE target_ts > '{end:%Y-%m-%d %H:%M:%S}+00:00'\n"
         f" ORDER BY series_id, target_ts;"
     )
-    print(f"\nWritten to table '{table}' in {redact_url(store_url)}; models in {settings.registry_location()}.")
+    print(
+        f"\nWritten to table '{table}' in {redact_url(store_url)}; models in {settings.registry_location()}."
+    )
     print("A consumer reads the latest forecast per series and target time from the view:\n")
     print("  " + sql.replace("\n", "\n  "))
     if store_url.startswith("sqlite:///"):
