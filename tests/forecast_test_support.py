@@ -45,3 +45,32 @@ def require_postgres() -> str:
 
 def require_mariadb() -> str:
     return _require("MariaDB", MARIADB_URL, "127.0.0.1:3306 (or pymysql missing)")
+
+
+def tiny_forecaster(seed: int = 5):
+    """A 12-slot window, 12-step model using error_rate and the one-day lag: an untrained
+    network with deterministic weights, scalers and intervals (fast; API, registry and
+    benchmark tests share it)."""
+    import numpy as np
+
+    from lstm import FeatureScaler, FeatureSpec, Forecaster, LSTMConfig, LSTMModel, TargetScaler
+    from lstm.intervals import ConformalIntervals
+
+    spec = FeatureSpec(exog=("error_rate",), lags=(288,))
+    rng = np.random.default_rng(seed)
+    cfg = LSTMConfig(
+        input_size=spec.input_size,
+        hidden_size=8,
+        num_layers=1,
+        horizon=spec.horizon,
+        future_size=spec.future_size,
+        context_size=3,
+        decoder_hidden=8,
+    )
+    model = LSTMModel(cfg)
+    for p in model.parameters():
+        p.data = p.data.new_tensor(rng.normal(0, 0.3, tuple(p.shape)))
+    fs = FeatureScaler().fit(spec.exog, rng.normal([0.01], [0.005], (500, 1)))
+    resid = rng.normal(0, 0.2, (2000, spec.horizon))
+    intervals = ConformalIntervals.fit(resid, rng.normal(3, 1, 2000), n_bins=2)
+    return Forecaster(spec, model.eval(), TargetScaler(), fs, intervals)

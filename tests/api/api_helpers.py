@@ -6,19 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from forecast_test_support import tiny_forecaster  # noqa: F401 - bench_api imports it here
 
 from lstm import (
-    FeatureScaler,
-    FeatureSpec,
-    Forecaster,
-    LSTMConfig,
-    LSTMModel,
     ModelRegistry,
-    TargetScaler,
 )
-from lstm.intervals import ConformalIntervals
 from storage import open_store
 
 FREQ = pd.Timedelta("5min")
@@ -26,28 +19,6 @@ FREQ = pd.Timedelta("5min")
 NOW = pd.Timestamp("2026-12-02T12:07:30Z")
 CURRENT = NOW.floor(FREQ)
 NEWEST = CURRENT - FREQ  # the last run forecast from 12:00
-
-
-def tiny_forecaster(seed: int = 5) -> Forecaster:
-    """A 12-slot window, 12-step model using error_rate and the one-day lag."""
-    spec = FeatureSpec(exog=("error_rate",), lags=(288,))
-    rng = np.random.default_rng(seed)
-    cfg = LSTMConfig(
-        input_size=spec.input_size,
-        hidden_size=8,
-        num_layers=1,
-        horizon=spec.horizon,
-        future_size=spec.future_size,
-        context_size=3,
-        decoder_hidden=8,
-    )
-    model = LSTMModel(cfg)
-    for p in model.parameters():
-        p.data = p.data.new_tensor(rng.normal(0, 0.3, tuple(p.shape)))
-    fs = FeatureScaler().fit(spec.exog, rng.normal([0.01], [0.005], (500, 1)))
-    resid = rng.normal(0, 0.2, (2000, spec.horizon))
-    intervals = ConformalIntervals.fit(resid, rng.normal(3, 1, 2000), n_bins=2)
-    return Forecaster(spec, model, TargetScaler(), fs, intervals)
 
 
 def make_registry(root: Path, n: int = 1) -> tuple[ModelRegistry, list[str]]:

@@ -12,25 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from forecast_test_support import require_mariadb, require_postgres
+from forecast_test_support import require_mariadb, require_postgres, tiny_forecaster
 
 import lstm.artifacts
 import lstm.registry_folder
 import storage.sqlregistry
 from lstm import (
     ArtifactError,
-    FeatureScaler,
-    FeatureSpec,
-    Forecaster,
-    LSTMConfig,
-    LSTMModel,
     ModelRegistry,
     Registry,
-    TargetScaler,
     generate_metrics,
 )
 from lstm.artifacts import METADATA, SUMS, WEIGHTS
-from lstm.intervals import ConformalIntervals
 from storage import SqlRegistryBackend, StorageConnectionError
 from tasks.common import forget_stores, get_registry
 from tasks.settings import get_settings
@@ -42,29 +35,6 @@ KINDS = [
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
 FILES = [WEIGHTS, "scaler_features.json", "scaler_target.json", METADATA, SUMS]
-
-
-def make_forecaster(seed: int) -> Forecaster:
-    """An untrained network with deterministic weights, scalers and intervals (fast)."""
-    rng = np.random.default_rng(seed)
-    spec = FeatureSpec(exog=("error_rate",), lags=(288,))
-    cfg = LSTMConfig(
-        input_size=spec.input_size,
-        hidden_size=8,
-        num_layers=1,
-        horizon=spec.horizon,
-        future_size=spec.future_size,
-        context_size=3,
-        decoder_hidden=8,
-    )
-    model = LSTMModel(cfg)
-    for p in model.parameters():
-        p.data = p.data.new_tensor(rng.normal(0, 0.3, tuple(p.shape)))
-    fs = FeatureScaler().fit(spec.exog, rng.normal(0.01, 0.005, (200, 1)))
-    intervals = ConformalIntervals.fit(
-        rng.normal(0, 0.2, (500, spec.horizon)), rng.normal(3, 1, 500), n_bins=2
-    )
-    return Forecaster(spec, model.eval(), TargetScaler(), fs, intervals)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +140,7 @@ def flip(data: bytes) -> bytes:
 def test_save_then_load_gives_the_same_forecasts_and_metadata(kind, frame):
     reg = kind.registry()
     assert reg.versions() == [] and reg.champion() is None
-    f = make_forecaster(1)
+    f = tiny_forecaster(1)
     v = reg.save(f, metrics={"MASE": 0.75}, note="contract")
     assert reg.versions() == [v]
     md = reg.metadata(v)
@@ -188,7 +158,7 @@ def test_save_then_load_gives_the_same_forecasts_and_metadata(kind, frame):
 
 def test_versions_are_listed_in_order_and_unknown_ones_are_refused_by_name(kind):
     reg = kind.registry()
-    saved = [reg.save(make_forecaster(i)) for i in range(3)]
+    saved = [reg.save(tiny_forecaster(i)) for i in range(3)]
     assert reg.versions() == sorted(saved)
     with pytest.raises(ArtifactError, match="'20990101T000000Z-000000' does not exist"):
         reg.load("20990101T000000Z-000000")
@@ -203,7 +173,7 @@ def test_versions_are_listed_in_order_and_unknown_ones_are_refused_by_name(kind)
 # ---------------------------------------------------------------------------- champion
 def test_promote_history_and_rollback(kind):
     reg = kind.registry()
-    a, b = reg.save(make_forecaster(1)), reg.save(make_forecaster(2))
+    a, b = reg.save(tiny_forecaster(1)), reg.save(tiny_forecaster(2))
     reg.promote(a, "first")
     reg.promote(b, "better")
     assert reg.champion() == b
@@ -222,7 +192,7 @@ def test_promote_history_and_rollback(kind):
 
 def test_last_good_skips_the_refused_version(kind):
     reg = kind.registry()
-    a, b = reg.save(make_forecaster(1)), reg.save(make_forecaster(2))
+    a, b = reg.save(tiny_forecaster(1)), reg.save(tiny_forecaster(2))
     reg.promote(a)
     reg.promote(b)
     model, version = reg.last_good(exclude=[b])
@@ -232,7 +202,7 @@ def test_last_good_skips_the_refused_version(kind):
 def test_concurrent_promotions_lose_no_history(kind):
     """Eight writers promoting at once: every promotion is in the history, in one order."""
     reg = kind.registry()
-    versions = [reg.save(make_forecaster(i)) for i in range(2)]
+    versions = [reg.save(tiny_forecaster(i)) for i in range(2)]
     errors: list[BaseException] = []
 
     def writer(i: int) -> None:
@@ -265,7 +235,7 @@ def test_a_modified_file_is_refused_naming_the_version_and_last_good_falls_back(
     kind, name, tmp_path
 ):
     reg = kind.registry()
-    a, b = reg.save(make_forecaster(1)), reg.save(make_forecaster(2))
+    a, b = reg.save(tiny_forecaster(1)), reg.save(tiny_forecaster(2))
     reg.promote(a)
     reg.promote(b)
     kind.overwrite(b, name, flip(kind.stored(b, name)))
@@ -284,7 +254,7 @@ def test_a_modified_file_is_refused_naming_the_version_and_last_good_falls_back(
 
 def test_a_missing_file_is_refused(kind):
     reg = kind.registry()
-    v = reg.save(make_forecaster(1))
+    v = reg.save(tiny_forecaster(1))
     kind.overwrite(v, "scaler_target.json", None)
     with pytest.raises(ArtifactError, match="scaler_target.json") as err:
         reg.load(v)
@@ -293,7 +263,7 @@ def test_a_missing_file_is_refused(kind):
 
 def test_a_malformed_pointer_is_reported_and_last_good_falls_back(kind):
     reg = kind.registry()
-    a = reg.save(make_forecaster(1))
+    a = reg.save(tiny_forecaster(1))
     reg.promote(a)
     kind.set_pointer_version("../elsewhere")
     with pytest.raises(ArtifactError, match="malformed"):
@@ -307,7 +277,7 @@ def test_a_crash_mid_save_leaves_the_old_champion_loading_and_nothing_behind(kin
     transaction rolls back (no temporary file exists at all); folder: the temporary
     folder is removed (and one left by a kill is collected by age only, row 4/17)."""
     reg = kind.registry()
-    old = reg.save(make_forecaster(1))
+    old = reg.save(tiny_forecaster(1))
     reg.promote(old)
     before = None if kind.name == "folder" else kind.row_counts()
 
@@ -333,7 +303,7 @@ def test_a_crash_mid_save_leaves_the_old_champion_loading_and_nothing_behind(kin
 
         monkeypatch.setattr(storage.sqlregistry, "_fault_point", crash_after_rows)
     with pytest.raises(RuntimeError, match="injected crash"):
-        reg.save(make_forecaster(2))
+        reg.save(tiny_forecaster(2))
     monkeypatch.undo()
     assert reg.versions() == [old]
     assert reg.champion() == old and reg.load().metadata["version"] == old
@@ -342,12 +312,12 @@ def test_a_crash_mid_save_leaves_the_old_champion_loading_and_nothing_behind(kin
     else:
         assert kind.row_counts() == before
         assert reg.cleanup() == 0
-    assert reg.save(make_forecaster(3)) in reg.versions()  # and the next save works
+    assert reg.save(tiny_forecaster(3)) in reg.versions()  # and the next save works
 
 
 def test_a_crash_mid_promotion_leaves_the_pointer_and_history(kind, monkeypatch):
     reg = kind.registry()
-    a, b = reg.save(make_forecaster(1)), reg.save(make_forecaster(2))
+    a, b = reg.save(tiny_forecaster(1)), reg.save(tiny_forecaster(2))
     reg.promote(a, "first")
 
     def boom(*_args, **_kw):
@@ -371,7 +341,7 @@ def test_a_crash_mid_promotion_leaves_the_pointer_and_history(kind, monkeypatch)
 # ---------------------------------------------------------------------------- export
 def test_export_of_any_version(kind, tmp_path):
     reg = kind.registry()
-    v = reg.save(make_forecaster(1))
+    v = reg.save(tiny_forecaster(1))
     info = reg.export(v, tmp_path / "pkg")
     assert (tmp_path / "pkg" / "model_weights.pth").exists()
     assert info["export_dir"] == str(tmp_path / "pkg")
@@ -461,7 +431,7 @@ def test_the_documented_privileges_are_enough_once_the_tables_exist(server):
                         run(conn, f"GRANT SELECT, INSERT, UPDATE ON {db}.{t} TO '{user}'@'{host}'")
         worker = Registry(SqlRegistryBackend(url.render_as_string(hide_password=False), prefix))
         try:
-            v = worker.save(make_forecaster(1))
+            v = worker.save(tiny_forecaster(1))
             worker.promote(v, "limited account")
             assert worker.load().metadata["version"] == v and worker.history()[-1]["version"] == v
         finally:
