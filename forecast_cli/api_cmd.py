@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,14 +30,6 @@ def api(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every request (access log).")
     ] = False,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", help="As the global --store (may also follow `api`)."),
-    ] = None,
-    models: Annotated[
-        Path | None,
-        typer.Option("--models", help="As the global --models (may also follow `api`)."),
-    ] = None,
 ) -> None:
     """Serve the read-only HTTP API: GET /forecasts/latest, /series/{id}/forecast,
     /healthz, /metrics (Prometheus), POST /predict (the champion) and /docs. Nothing is
@@ -52,10 +42,6 @@ def api(
     from storage import redact_url
     from tasks.settings import SettingsError
 
-    if store:
-        os.environ["FORECAST_STORE_URL"] = store
-    if models:
-        os.environ["FORECAST_MODELS_DIR"] = str(models)
     _setup_logging(True)
     try:
         settings = _settings()

@@ -3,12 +3,16 @@ the settings, local folders, the Prefect home, running a flow, strict JSON, fail
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +48,44 @@ def _settings():
     from tasks.settings import get_settings
 
     return get_settings()
+
+
+StoreAfter = Annotated[
+    str | None,
+    typer.Option("--store", help="As the global --store; it may also follow the command."),
+]
+ModelsAfter = Annotated[
+    str | None,
+    typer.Option("--models", help="As the global --models; it may also follow the command."),
+]
+
+
+def apply_locations(store: str | None, models: str | None) -> None:
+    """`--store` / `--models` become the FORECAST_* settings the flows read (never flow
+    parameters: a URL's password must not reach the Prefect UI)."""
+    if store:
+        os.environ["FORECAST_STORE_URL"] = store
+    if models:
+        set_registry_env(models)
+
+
+def locations(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Let the global `--store` / `--models` also follow `command`: `forecast predict
+    --store URL` works as `forecast --store URL predict` (an option after the command
+    wins). Typer reads the wrapper's signature: the command's own options, then these two."""
+    sig = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+        for n, a in (("store", StoreAfter), ("models", ModelsAfter))
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, store: str | None = None, models: str | None = None, **kw: Any):
+        apply_locations(store, models)
+        return command(*args, **kw)
+
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])  # type: ignore[attr-defined]
+    return wrapper
 
 
 def set_registry_env(models: str) -> None:

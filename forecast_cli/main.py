@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +18,9 @@ from forecast_cli.common import (
     _settings,
     _setup_logging,
     _since,
+    apply_locations,
     fail,
-    set_registry_env,
+    locations,
 )
 from forecast_cli.models import export, models, promote
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-app.command("api")(api_command)
+app.command("api")(locations(api_command))
 
 DEMO_BLOCK_ROWS = 1_000_000
 
@@ -64,10 +64,7 @@ def main_options(
     """Global options: where the store and the model registry live."""
     # Flows read these through the settings object (env FORECAST_*), so a URL with a
     # password never becomes a flow-run parameter visible in the Prefect UI.
-    if store:
-        os.environ["FORECAST_STORE_URL"] = store
-    if models:
-        set_registry_env(models)
+    apply_locations(store, models)
     ctx.obj = {"store": store, "models": models}
 
 
@@ -152,6 +149,7 @@ def backtest(
 
 
 @app.command("demo-data")
+@locations
 def demo_data(
     series: Annotated[int, typer.Option("--series", help="Number of series.")] = 50,
     days: Annotated[
@@ -200,6 +198,7 @@ def demo_data(
 
 
 @app.command()
+@locations
 def train(
     history_days: Annotated[
         float | None, typer.Option(help="Days of history to train on (default 30).")
@@ -250,6 +249,7 @@ def train(
 
 
 @app.command()
+@locations
 def predict(
     as_of: Annotated[
         datetime | None,
@@ -279,6 +279,7 @@ def predict(
 
 
 @app.command()
+@locations
 def backfill(
     start: Annotated[datetime, typer.Option("--start", help="First forecast origin (UTC).")],
     end: Annotated[datetime, typer.Option("--end", help="Last forecast origin (UTC).")],
@@ -296,6 +297,7 @@ def backfill(
 
 
 @app.command()
+@locations
 def accuracy(
     by: Annotated[
         str,
@@ -353,13 +355,14 @@ def accuracy(
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-app.command("alerts")(alerts)
-app.command()(models)
-app.command()(promote)
-app.command()(export)
+app.command("alerts")(locations(alerts))
+app.command()(locations(models))
+app.command()(locations(promote))
+app.command()(locations(export))
 
 
 @app.command()
+@locations
 def serve(
     predict_interval: Annotated[
         int | None, typer.Option(help="Seconds between predict runs (default 300).")

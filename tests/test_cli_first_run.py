@@ -141,3 +141,39 @@ def test_a_failing_command_prints_its_error_in_one_line_and_logs_the_traceback(t
     log = tmp_path / "data" / "logs" / "forecast-cli.log"
     assert str(log) in last[-1] and "Traceback" in log.read_text()
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_store_and_models_may_follow_the_command(tmp_path, monkeypatch):
+    """`forecast demo-data --store URL` works as `forecast --store URL demo-data` (a new
+    user types it that way); an option after the command wins over the global one and over
+    the environment."""
+    from forecast_cli.main import app
+    from tasks.common import forget_stores
+
+    for name in ("FORECAST_STORE_URL", "FORECAST_MODELS_URL", "FORECAST_MODELS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FORECAST_MODELS_URL", f"sqlite:///{tmp_path / 'env-registry.db'}")
+    cli = CliRunner()
+    after = tmp_path / "after.db"
+    before = tmp_path / "before.db"
+    try:
+        res = cli.invoke(
+            app,
+            ["--store", f"sqlite:///{before}", "demo-data", "--series", "2", "--days", "0.05"]
+            + ["--store", f"sqlite:///{after}"],
+        )
+        assert res.exit_code == 0, res.output
+        assert after.exists() and not before.exists()
+        assert f"sqlite:///{after}" in res.stdout
+
+        res = cli.invoke(app, ["accuracy", "--store", f"sqlite:///{after}", "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout) == []
+
+        folder = tmp_path / "models-after"
+        res = cli.invoke(app, ["models", "--models", str(folder)])
+        assert res.exit_code == 0, res.output
+        assert f"no models in {folder}" in res.output
+        assert not (tmp_path / "env-registry.db").exists()
+    finally:
+        forget_stores()
