@@ -14,6 +14,9 @@ index limit together with the timestamps and integers of each key.
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from storage.errors import SchemaError, StorageConnectionError, is_permanent_connect_error
+from storage.mysqlfast import arrow_url, has_timestamp, literal_sql, read_arrow, tsv_chunks
+from storage.redact import redact_text
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import Fault, Fields, SqlDialect
 from storage.timeutil import us_to_datetime
@@ -30,8 +35,13 @@ from storage.validate import MAX_SERIES_ID_LENGTH
 
 #: Rows per executemany call (PyMySQL sends them as multi-row INSERTs of <= 1 MB each).
 CHUNK_ROWS = 10_000
-#: Rows fetched per call when reading.
+#: Rows fetched per call when reading through PyMySQL.
 FETCH_ROWS = 50_000
+#: Rows per ``LOAD DATA LOCAL INFILE`` statement (about 13 MB of text for forecasts).
+LOAD_ROWS = 100_000
+#: Errors of a ``LOAD DATA LOCAL`` that the server or client does not allow: MySQL 1148,
+#: MySQL 8 3948, MariaDB 4166 (then the store writes with ``executemany``).
+LOAD_REFUSED = (1148, 3948, 4166)
 #: Named locks (``GET_LOCK``) serialising table creation and retention batches.
 DDL_LOCK = "lstm_forecast_ddl"
 RETENTION_LOCK = "lstm_forecast_retention"
@@ -56,18 +66,25 @@ class MysqlCodec(TsCodec):
 
     def text(self, arr: pa.Array | pa.ChunkedArray) -> list[str]:
         """int64 epoch microseconds as ``YYYY-MM-DD HH:MM:SS.ffffff`` strings."""
+        return self.text_array(arr).to_pylist()
+
+    def text_array(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        """``text`` as an Arrow string array (``%S`` prints the microseconds too)."""
         ts = arr.cast(pa.int64()).cast(pa.timestamp("us"))
-        return pc.strftime(ts, format="%Y-%m-%d %H:%M:%S", locale="C").to_pylist()
+        return pc.strftime(ts, format="%Y-%m-%d %H:%M:%S", locale="C")
 
     def decode(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
         return arr.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
 
 
 MYSQL_TS = MysqlCodec()
+log = logging.getLogger(__name__)
 
 
 class MysqlDialect(SqlDialect):
-    """MySQL 8 / MariaDB 10.6+ through PyMySQL (pure Python, no client library needed)."""
+    """MySQL 8 / MariaDB 10.6+ through PyMySQL (pure Python, no client library needed), with
+    two fast paths (``storage.mysqlfast``): reads through ConnectorX into Arrow, writes
+    with ``LOAD DATA LOCAL INFILE``; each falls back to PyMySQL where it cannot be used."""
 
     name = "mysql"
     backend = "mysql"
@@ -84,9 +101,27 @@ class MysqlDialect(SqlDialect):
         super().__init__(url, shown)
         self.collation = "utf8mb4_nopad_bin"
         self._key_types: list[mysql.VARCHAR] = []
+        #: ConnectorX URL for reads (None: reads use PyMySQL).
+        self.arrow_url: str | None = None
+        #: Whether the server allows ``LOAD DATA LOCAL`` (None: not asked yet).
+        self.local_infile: bool | None = None
+        #: Per table name: whether ``LOAD DATA ... REPLACE`` equals the upsert there.
+        self._replaceable: dict[str, bool] = {}
+
+    def create_engine(self, extra: dict[str, Any]) -> sa.Engine:
+        args = {**self.connect_args(), **extra.get("connect_args", {})}
+        self.arrow_url = arrow_url(self.url, args)
+        return super().create_engine(extra)
 
     def connect_args(self) -> dict[str, Any]:
-        return {} if "connect_timeout" in self.url.query else {"connect_timeout": 10}
+        args: dict[str, Any] = {}
+        if "connect_timeout" not in self.url.query:
+            args["connect_timeout"] = 10
+        if "local_infile" not in self.url.query:
+            # the capability is announced at connect; on_connect then refuses every file
+            # request except during this store's own LOAD DATA (see _load)
+            args["local_infile"] = True
+        return args
 
     def on_connect(self, dbapi_conn: Any) -> None:
         info = str(dbapi_conn.get_server_info())
@@ -100,6 +135,8 @@ class MysqlDialect(SqlDialect):
         with dbapi_conn.cursor() as cur:
             cur.execute(MYSQL_SESSION)
         dbapi_conn.commit()
+        if hasattr(dbapi_conn, "_local_infile"):
+            dbapi_conn._local_infile = False  # a server asking for a file gets an error
 
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         u = self.url
@@ -198,6 +235,10 @@ class MysqlDialect(SqlDialect):
         codecs: dict[str, TsCodec],
         fault: Fault,
     ) -> int:
+        if self._can_load(conn) and self._replace_is_upsert(conn, table, tab, key):
+            n = self._load(conn, table, tab, codecs, fault, "REPLACE")
+            if n is not None:
+                return n
         q = self.quote
         update = ", ".join(f"{q(c)} = VALUES({q(c)})" for c in tab.column_names if c not in key)
         tail = f" ON DUPLICATE KEY UPDATE {update}" if update else ""
@@ -211,7 +252,109 @@ class MysqlDialect(SqlDialect):
         codecs: dict[str, TsCodec],
         fault: Fault,
     ) -> int:
+        if self._can_load(conn):
+            n = self._load(conn, table, tab, codecs, fault, "")
+            if n is not None:
+                return n
         return self._executemany(conn, table, tab, codecs, fault, "")
+
+    def _can_load(self, conn: sa.Connection) -> bool:
+        """Whether this connection and the server allow ``LOAD DATA LOCAL INFILE``."""
+        from pymysql.constants import CLIENT
+
+        raw = conn.connection.driver_connection
+        if not hasattr(raw, "_local_infile") or not raw.client_flag & CLIENT.LOCAL_FILES:
+            return False
+        if self.local_infile is None:
+            with raw.cursor() as cur:
+                cur.execute("SHOW VARIABLES LIKE 'local_infile'")
+                row = cur.fetchone()
+            self.local_infile = bool(row) and str(row[1]).upper() in ("ON", "1")
+            if not self.local_infile:
+                log.info("%s: local_infile is OFF on the server; writing with INSERT", self.shown)
+        return self.local_infile
+
+    def _replace_is_upsert(
+        self, conn: sa.Connection, table: sa.Table, tab: pa.Table, key: list[str]
+    ) -> bool:
+        """Whether ``REPLACE`` (delete, then insert) writes what the upsert would: every
+        column is written, the key is the table's only unique key, and no foreign key
+        or trigger sees the delete."""
+        if set(tab.column_names) != {c.name for c in table.columns}:
+            return False
+        if {c.name for c in table.primary_key.columns} != set(key):
+            return False
+        if any(i.unique for i in table.indexes) or any(
+            isinstance(c, sa.UniqueConstraint) for c in table.constraints
+        ):
+            return False
+        if table.name not in self._replaceable:
+            with conn.connection.driver_connection.cursor() as cur:
+                cur.execute(
+                    "SELECT (SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                    "WHERE UNIQUE_CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = %s)"
+                    " + (SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                    "WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = %s)",
+                    (table.name, table.name),
+                )
+                self._replaceable[table.name] = int(cur.fetchone()[0]) == 0
+        return self._replaceable[table.name]
+
+    def _load(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        tab: pa.Table,
+        codecs: dict[str, TsCodec],
+        fault: Fault,
+        mode: str,
+    ) -> int | None:
+        """``tab`` through ``LOAD DATA LOCAL INFILE`` in chunks of ``LOAD_ROWS`` rows, inside
+        the caller's transaction; None when the server refused the first chunk (nothing
+        was written; the caller writes with INSERT).
+
+        With ``LOCAL`` the server turns a row it cannot store as given (a value out of
+        range, a duplicate key) into a warning and goes on; any warning is raised here as
+        a ``DataError``, and the caller's transaction rolls back."""
+        import pymysql
+
+        q = self.quote
+        sql = (
+            f"LOAD DATA LOCAL INFILE %s {mode} INTO TABLE {q(table.name)} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+            f"({', '.join(q(c) for c in tab.column_names)})"
+        )
+        raw, n = conn.connection.driver_connection, 0
+        with tempfile.TemporaryDirectory(prefix="lstmf-load-") as tmp, raw.cursor() as cur:
+            path = os.path.join(tmp, "rows.tsv")
+            for rows, buf in tsv_chunks(tab, codecs, LOAD_ROWS):
+                with open(path, "wb") as fh:
+                    fh.write(buf)
+                raw._local_infile = True  # serve a file for this statement only
+                try:
+                    cur.execute(sql, (path,))
+                except pymysql.err.MySQLError as exc:
+                    if n == 0 and exc.args and exc.args[0] in LOAD_REFUSED:
+                        self.local_infile = False
+                        log.info(
+                            "%s: LOAD DATA LOCAL refused (%s); writing with INSERT",
+                            self.shown,
+                            exc.args[0],
+                        )
+                        return None
+                    raise
+                finally:
+                    raw._local_infile = False
+                cur.execute("SHOW WARNINGS LIMIT 3")
+                warnings = cur.fetchall()
+                if warnings:
+                    level, code, message = warnings[0][:3]
+                    raise pymysql.err.DataError(
+                        code, f"LOAD DATA into {table.name!r}: {level} {code}: {message}"
+                    )
+                n += rows
+                fault("chunk")
+        return n
 
     def _executemany(
         self,
@@ -246,15 +389,42 @@ class MysqlDialect(SqlDialect):
         return len(rows)
 
     def fetch(self, conn: sa.Connection, stmt: sa.Select, fields: Fields) -> pa.Table:
-        import pymysql.cursors
-
+        """Through ConnectorX where it can be used (see ``storage.mysqlfast``), otherwise,
+        or when it fails, through ``conn`` (PyMySQL: its errors are the ones raised)."""
         compiled = stmt.compile(
             dialect=self.sa_dialect, compile_kwargs={"render_postcompile": True}
         )
+        sql, params = str(compiled), compiled.construct_params()
+        if self.arrow_url is not None and not has_timestamp(stmt):
+            literal = literal_sql(sql, params)
+            if literal is not None:
+                try:
+                    return read_arrow(self.arrow_url, literal, fields)
+                except Exception as exc:  # noqa: BLE001 - PyMySQL runs it and says what failed
+                    self._arrow_failed(exc)
+        return self._fetch_rows(conn, sql, params, fields)
+
+    def _arrow_failed(self, exc: BaseException) -> None:
+        detail = redact_text(str(exc), self._raw)
+        if self.arrow_url is not None:
+            detail = detail.replace(self.arrow_url, "<connectorx url>")
+        if "connect" in detail.lower() or isinstance(exc, ImportError):
+            # ConnectorX cannot reach the server PyMySQL reaches: read through PyMySQL from
+            # now on (a connection attempt can wait ~30 s; not on every read)
+            self.arrow_url = None
+            log.warning("%s: reads fall back to PyMySQL: %s", self.shown, detail)
+        else:
+            log.info("%s: ConnectorX read failed, read through PyMySQL: %s", self.shown, detail)
+
+    def _fetch_rows(
+        self, conn: sa.Connection, sql: str, params: dict[str, Any], fields: Fields
+    ) -> pa.Table:
+        import pymysql.cursors
+
         struct = pa.struct(fields)
         chunks = []
         with conn.connection.driver_connection.cursor(pymysql.cursors.SSCursor) as cur:
-            cur.execute(str(compiled), compiled.construct_params())
+            cur.execute(sql, params)
             while rows := cur.fetchmany(FETCH_ROWS):
                 chunks.append(pa.array(rows, type=struct))
         if not chunks:
