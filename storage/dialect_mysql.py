@@ -406,8 +406,8 @@ class MysqlDialect(SqlDialect):
 
     def _arrow_failed(self, exc: BaseException) -> None:
         detail = redact_text(str(exc), self._raw)
-        if self.arrow_url is not None:
-            detail = detail.replace(self.arrow_url, "<connectorx url>")
+        if self.arrow_url is not None:  # its password, percent-encoded or not
+            detail = redact_text(detail, self.arrow_url)
         if "connect" in detail.lower() or isinstance(exc, ImportError):
             # ConnectorX cannot reach the server PyMySQL reaches: read through PyMySQL from
             # now on (a connection attempt can wait ~30 s; not on every read)

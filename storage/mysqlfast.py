@@ -30,7 +30,7 @@ from storage.sqlcodec import TsCodec
 
 #: URL query options the ConnectorX connection can honour (anything else, e.g. TLS or a
 #: unix socket, keeps reads on PyMySQL, which gets them).
-ARROW_URL_OPTIONS = frozenset({"charset", "connect_timeout"})
+ARROW_URL_OPTIONS = frozenset({"charset", "connect_timeout", "local_infile"})
 #: ``connect_args`` that do not change what a DATETIME read returns.
 ARROW_CONNECT_ARGS = frozenset({"connect_timeout", "init_command", "local_infile"})
 #: Characters the TSV text escapes, in order (the backslash first).
