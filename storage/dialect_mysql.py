@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from storage.errors import SchemaError, StorageConnectionError, is_permanent_connect_error
-from storage.mysqlfast import arrow_url, has_timestamp, literal_sql, read_arrow, tsv_chunks
+from storage.mysqlfast import (
+    arrow_url,
+    has_timestamp,
+    literal_sql,
+    reachable,
+    read_arrow,
+    tsv_chunks,
+)
 from storage.redact import redact_text
 from storage.sqlcodec import TsCodec
 from storage.sqldialect import Fault, Fields, SqlDialect
@@ -42,6 +50,8 @@ LOAD_ROWS = 100_000
 #: Errors of a ``LOAD DATA LOCAL`` that the server or client does not allow: MySQL 1148,
 #: MySQL 8 3948, MariaDB 4166 (then the store writes with ``executemany``).
 LOAD_REFUSED = (1148, 3948, 4166)
+#: After ConnectorX failed to connect where PyMySQL can, reads use PyMySQL this long.
+ARROW_PAUSE_S = 600.0
 #: Named locks (``GET_LOCK``) serialising table creation and retention batches.
 DDL_LOCK = "lstm_forecast_ddl"
 RETENTION_LOCK = "lstm_forecast_retention"
@@ -103,6 +113,7 @@ class MysqlDialect(SqlDialect):
         self._key_types: list[mysql.VARCHAR] = []
         #: ConnectorX URL for reads (None: reads use PyMySQL).
         self.arrow_url: str | None = None
+        self._arrow_paused_until = 0.0
         #: Whether the server allows ``LOAD DATA LOCAL`` (None: not asked yet).
         self.local_infile: bool | None = None
         #: Per table name: whether ``LOAD DATA ... REPLACE`` equals the upsert there.
@@ -111,7 +122,19 @@ class MysqlDialect(SqlDialect):
     def create_engine(self, extra: dict[str, Any]) -> sa.Engine:
         args = {**self.connect_args(), **extra.get("connect_args", {})}
         self.arrow_url = arrow_url(self.url, args)
-        return super().create_engine(extra)
+        engine = super().create_engine(extra)
+        sa.event.listen(engine, "handle_error", self._on_connect_error)
+        return engine
+
+    def _on_connect_error(self, ctx: sa.engine.ExceptionContext) -> BaseException | None:
+        """A failure to open a connection, wherever it happens (a read, a write, a retry),
+        raised as the StorageConnectionError naming host and port (PyMySQL's own message
+        names only the host), transient or permanent as classified."""
+        if ctx.connection is not None or ctx.execution_context is not None:
+            return None
+        if not type(ctx.original_exception).__module__.startswith("pymysql"):
+            return None
+        return self.connection_error(ctx.sqlalchemy_exception or ctx.original_exception)
 
     def connect_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {}
@@ -395,7 +418,7 @@ class MysqlDialect(SqlDialect):
             dialect=self.sa_dialect, compile_kwargs={"render_postcompile": True}
         )
         sql, params = str(compiled), compiled.construct_params()
-        if self.arrow_url is not None and not has_timestamp(stmt):
+        if self._arrow_usable() and not has_timestamp(stmt):
             literal = literal_sql(sql, params)
             if literal is not None:
                 try:
@@ -404,15 +427,28 @@ class MysqlDialect(SqlDialect):
                     self._arrow_failed(exc)
         return self._fetch_rows(conn, sql, params, fields)
 
+    def _arrow_usable(self) -> bool:
+        """Whether to read through ConnectorX now. It waits ~30 s for a server it cannot
+        reach (its pool's timeout): a refused TCP connect sends the read to PyMySQL, whose
+        error is prompt and classified (transient: the caller retries)."""
+        if self.arrow_url is None or time.monotonic() < self._arrow_paused_until:
+            return False
+        return reachable(self.url.host or "localhost", self.url.port or 3306)
+
     def _arrow_failed(self, exc: BaseException) -> None:
         detail = redact_text(str(exc), self._raw)
         if self.arrow_url is not None:  # its password, percent-encoded or not
             detail = redact_text(detail, self.arrow_url)
-        if "connect" in detail.lower() or isinstance(exc, ImportError):
-            # ConnectorX cannot reach the server PyMySQL reaches: read through PyMySQL from
-            # now on (a connection attempt can wait ~30 s; not on every read)
+        if isinstance(exc, ImportError):
             self.arrow_url = None
             log.warning("%s: reads fall back to PyMySQL: %s", self.shown, detail)
+        elif "connect" in detail.lower():
+            # ConnectorX cannot log in where PyMySQL can (e.g. TLS the server requires):
+            # read through PyMySQL for a while rather than wait on every read
+            self._arrow_paused_until = time.monotonic() + ARROW_PAUSE_S
+            log.warning(
+                "%s: reads fall back to PyMySQL for %d s: %s", self.shown, ARROW_PAUSE_S, detail
+            )
         else:
             log.info("%s: ConnectorX read failed, read through PyMySQL: %s", self.shown, detail)
 

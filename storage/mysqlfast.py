@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -50,6 +51,15 @@ def arrow_url(url: sa.engine.URL, connect_args: Mapping[str, Any]) -> str | None
     auth = user + (":" + urllib.parse.quote(str(password), safe="") if password else "")
     db = urllib.parse.quote(url.database or "", safe="")
     return f"mysql://{auth}@{url.host}:{url.port or 3306}/{db}"
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to the server opens (and is closed again) within ``timeout``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def has_timestamp(stmt: sa.Select) -> bool:

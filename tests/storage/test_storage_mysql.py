@@ -397,7 +397,8 @@ def test_a_read_connectorx_cannot_run_falls_back_to_pymysql_and_masks_the_passwo
     make_store, spies, monkeypatch, caplog
 ):
     """ConnectorX failing to connect: the read is answered by PyMySQL, later reads skip
-    ConnectorX, and the log line carries no password."""
+    ConnectorX for a while, and the log line carries no password. A server that refuses
+    TCP connections is not handed to ConnectorX at all (it would wait ~30 s)."""
     import storage.dialect_mysql as dm
 
     store = make_store()
@@ -411,8 +412,12 @@ def test_a_read_connectorx_cannot_run_falls_back_to_pymysql_and_masks_the_passwo
     with caplog.at_level("INFO", logger="storage.dialect_mysql"):
         assert len(store.read_metrics()) == 6
         assert len(store.read_recent(slot(2), 2)) == 4
-    assert store.dialect.arrow_url is None and spies["rows"] == 2
+    assert store.dialect._arrow_usable() is False and spies["rows"] == 2
     assert "fall back to PyMySQL" in caplog.text and "s3cr3t-pw" not in caplog.text
+    from storage.mysqlfast import reachable
+
+    u = sa.engine.make_url(MARIADB_URL)
+    assert reachable(u.host, u.port or 3306) and not reachable("127.0.0.1", 1)
 
 
 def test_a_timestamp_column_keeps_its_reads_on_pymysql():
