@@ -1,5 +1,7 @@
-"""MySQL and MariaDB through PyMySQL: ``executemany`` of multi-row ``INSERT ... ON DUPLICATE
-KEY UPDATE`` writes, tuples fetched straight into Arrow (see ``storage.sqldialect``).
+"""MySQL and MariaDB through PyMySQL, with two fast bulk paths (``storage.mysqlfast``):
+writes by ``LOAD DATA LOCAL INFILE`` (``REPLACE`` where it equals the upsert), reads by
+ConnectorX into Arrow. Where those cannot be used: ``executemany`` of multi-row
+``INSERT ... ON DUPLICATE KEY UPDATE`` and PyMySQL tuples into Arrow.
 
 Tables are InnoDB, ``utf8mb4``. Timestamps are ``DATETIME(6)`` holding UTC wall time, which
 no time zone setting changes; every connection still pins ``time_zone = '+00:00'`` (so an
