@@ -17,8 +17,6 @@ index limit together with the timestamps and integers of each key.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,9 +31,9 @@ from storage.mysqlfast import (
     arrow_url,
     has_timestamp,
     literal_sql,
+    load_data,
     reachable,
     read_arrow,
-    tsv_chunks,
 )
 from storage.redact import redact_text
 from storage.sqlcodec import TsCodec
@@ -49,9 +47,6 @@ CHUNK_ROWS = 10_000
 FETCH_ROWS = 50_000
 #: Rows per ``LOAD DATA LOCAL INFILE`` statement (about 13 MB of text for forecasts).
 LOAD_ROWS = 100_000
-#: Errors of a ``LOAD DATA LOCAL`` that the server or client does not allow: MySQL 1148,
-#: MySQL 8 3948, MariaDB 4166 (then the store writes with ``executemany``).
-LOAD_REFUSED = (1148, 3948, 4166)
 #: After ConnectorX failed to connect where PyMySQL can, reads use PyMySQL this long.
 ARROW_PAUSE_S = 600.0
 #: Named locks (``GET_LOCK``) serialising table creation and retention batches.
@@ -334,51 +329,20 @@ class MysqlDialect(SqlDialect):
         fault: Fault,
         mode: str,
     ) -> int | None:
-        """``tab`` through ``LOAD DATA LOCAL INFILE`` in chunks of ``LOAD_ROWS`` rows, inside
-        the caller's transaction; None when the server refused the first chunk (nothing
-        was written; the caller writes with INSERT).
-
-        With ``LOCAL`` the server turns a row it cannot store as given (a value out of
-        range, a duplicate key) into a warning and goes on; any warning is raised here as
-        a ``DataError``, and the caller's transaction rolls back."""
-        import pymysql
-
+        """``tab`` through ``LOAD DATA LOCAL INFILE`` (``storage.mysqlfast.load_data``);
+        None, and INSERT from now on, when the server refused the first statement."""
         q = self.quote
         sql = (
             f"LOAD DATA LOCAL INFILE %s {mode} INTO TABLE {q(table.name)} CHARACTER SET utf8mb4 "
             "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
             f"({', '.join(q(c) for c in tab.column_names)})"
         )
-        raw, n = conn.connection.driver_connection, 0
-        with tempfile.TemporaryDirectory(prefix="lstmf-load-") as tmp, raw.cursor() as cur:
-            path = os.path.join(tmp, "rows.tsv")
-            for rows, buf in tsv_chunks(tab, codecs, LOAD_ROWS):
-                with open(path, "wb") as fh:
-                    fh.write(buf)
-                raw._local_infile = True  # serve a file for this statement only
-                try:
-                    cur.execute(sql, (path,))
-                except pymysql.err.MySQLError as exc:
-                    if n == 0 and exc.args and exc.args[0] in LOAD_REFUSED:
-                        self.local_infile = False
-                        log.info(
-                            "%s: LOAD DATA LOCAL refused (%s); writing with INSERT",
-                            self.shown,
-                            exc.args[0],
-                        )
-                        return None
-                    raise
-                finally:
-                    raw._local_infile = False
-                cur.execute("SHOW WARNINGS LIMIT 3")
-                warnings = cur.fetchall()
-                if warnings:
-                    level, code, message = warnings[0][:3]
-                    raise pymysql.err.DataError(
-                        code, f"LOAD DATA into {table.name!r}: {level} {code}: {message}"
-                    )
-                n += rows
-                fault("chunk")
+        raw = conn.connection.driver_connection
+        n, refused = load_data(raw, sql, table.name, tab, codecs, LOAD_ROWS, fault)
+        if refused is not None:
+            self.local_infile = False
+            log.info("%s: LOAD DATA LOCAL refused (%s); writing with INSERT", self.shown, refused)
+            return None
         return n
 
     def _executemany(

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import socket
+import tempfile
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,9 @@ ARROW_URL_OPTIONS = frozenset({"charset", "connect_timeout", "local_infile"})
 ARROW_CONNECT_ARGS = frozenset({"connect_timeout", "init_command", "local_infile"})
 #: Characters the TSV text escapes, in order (the backslash first).
 _TSV_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\x00", "\\0"))
+#: Errors of a ``LOAD DATA LOCAL`` that the server or client does not allow: MySQL 1148,
+#: MySQL 8 3948, MariaDB 4166 (then the store writes with ``executemany``).
+LOAD_REFUSED = (1148, 3948, 4166)
 _PARAM = re.compile(r"%\(([^)]+)\)s")
 
 
@@ -146,3 +151,51 @@ def tsv_chunks(
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
         lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
         yield part.num_rows, arr.buffers()[2].slice(lo, hi - lo)
+
+
+def load_data(
+    raw: Any,
+    sql: str,
+    table: str,
+    tab: pa.Table,
+    codecs: Mapping[str, TsCodec],
+    chunk_rows: int,
+    fault: Callable[[str], None],
+) -> tuple[int, int | None]:
+    """Run ``sql`` (a ``LOAD DATA LOCAL INFILE %s ...``) once per ``chunk_rows`` rows of
+    ``tab`` on the PyMySQL connection ``raw``, inside its open transaction. Returns (rows
+    written, None), or (0, error code) when the server refused the first statement
+    (``LOAD_REFUSED``: nothing was written).
+
+    PyMySQL serves a file only while ``raw._local_infile`` is set: here, for each
+    statement, from a private temporary folder. With ``LOCAL`` the server turns a row it
+    cannot store as given (a value truncated, a duplicate key) into a warning and goes on:
+    any warning is raised as a ``DataError``, and the caller's transaction rolls back."""
+    import pymysql
+
+    n = 0
+    with tempfile.TemporaryDirectory(prefix="lstmf-load-") as tmp, raw.cursor() as cur:
+        path = os.path.join(tmp, "rows.tsv")
+        for rows, buf in tsv_chunks(tab, codecs, chunk_rows):
+            with open(path, "wb") as fh:
+                fh.write(buf)
+            raw._local_infile = True
+            try:
+                cur.execute(sql, (path,))
+            except pymysql.err.MySQLError as exc:
+                code = exc.args[0] if exc.args else None
+                if n == 0 and code in LOAD_REFUSED:
+                    return 0, code
+                raise
+            finally:
+                raw._local_infile = False
+            cur.execute("SHOW WARNINGS LIMIT 3")
+            warnings = cur.fetchall()
+            if warnings:
+                level, code, message = warnings[0][:3]
+                raise pymysql.err.DataError(
+                    code, f"LOAD DATA into {table!r}: {level} {code}: {message}"
+                )
+            n += rows
+            fault("chunk")
+    return n, None
