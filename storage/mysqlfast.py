@@ -55,7 +55,8 @@ def arrow_url(url: sa.engine.URL, connect_args: Mapping[str, Any]) -> str | None
     password = url.password
     auth = user + (":" + urllib.parse.quote(str(password), safe="") if password else "")
     db = urllib.parse.quote(url.database or "", safe="")
-    return f"mysql://{auth}@{url.host}:{url.port or 3306}/{db}"
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
+    return f"mysql://{auth}@{host}:{url.port or 3306}/{db}"
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:

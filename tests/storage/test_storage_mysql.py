@@ -460,6 +460,8 @@ def test_the_connectorx_url_encodes_credentials_and_skips_options_it_cannot_appl
 
     url = sa.engine.make_url("mysql+pymysql://u%40x:p%3A%2Fw@db.local:3307/my%20db")
     assert arrow_url(url, {"connect_timeout": 10}) == "mysql://u%40x:p%3A%2Fw@db.local:3307/my%20db"
+    v6 = sa.engine.make_url("mysql+pymysql://root@[::1]/test")
+    assert arrow_url(v6, {}) == "mysql://root@[::1]:3306/test"
     assert arrow_url(url.update_query_dict({"ssl_ca": "/ca.pem"}), {}) is None
     assert arrow_url(url.update_query_dict({"charset": "latin1"}), {}) is None
     assert arrow_url(url, {"ssl": {"ca": "/ca.pem"}}) is None
