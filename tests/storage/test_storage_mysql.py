@@ -466,3 +466,36 @@ def test_the_connectorx_url_encodes_credentials_and_skips_options_it_cannot_appl
     assert arrow_url(url.update_query_dict({"charset": "latin1"}), {}) is None
     assert arrow_url(url, {"ssl": {"ca": "/ca.pem"}}) is None
     assert arrow_url(sa.engine.make_url("mysql+pymysql://root@/test"), {}) is None  # a socket
+
+
+def test_a_table_with_a_trigger_or_another_unique_key_is_upserted_not_replaced(make_store, spies):
+    """REPLACE deletes before it inserts: where a trigger would see that delete, or a
+    second unique key would make it delete another row, the store upserts with INSERT ...
+    ON DUPLICATE KEY UPDATE instead (and the stored rows are the upsert's)."""
+    first = make_store()
+    first.write_metrics(metrics(["a", "b"], range(3)))
+    assert spies["load"] == 1  # no trigger yet: REPLACE
+    t = first.tables.metrics
+    log = f"{t}_deletes"
+    with first.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE `{log}` (n INT NOT NULL)")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER `{t}_on_delete` AFTER DELETE ON `{t}` "
+            f"FOR EACH ROW INSERT INTO `{log}` VALUES (1)"
+        )
+    try:
+        store = make_store()  # a new store: it asks again which tables REPLACE suits
+        spies["load"] = spies["insert"] = 0
+        store.write_metrics(metrics(["a", "b"], range(3), seed=4))
+        assert spies["insert"] == 1 and spies["load"] == 0
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{log}`").scalar() == 0
+        got = canon(store.read_metrics(), ["series_id", "ts"])
+        want = canon(metrics(["a", "b"], range(3), seed=4), ["series_id", "ts"])
+        assert list(got["value"]) == list(want["value"])
+        store.write_forecasts(forecasts(["a"], slot(2)))  # its own table: LOAD DATA
+        assert spies["load"] == 1
+    finally:
+        with first.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{t}_on_delete`")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{log}`")
