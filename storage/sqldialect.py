@@ -17,7 +17,8 @@ here; ``SqliteDialect`` in ``storage.dialect_sqlite``, ``PostgresDialect`` in
 
 MySQL/MariaDB (``storage.dialect_mysql``) is the third: ``upsert`` with ``ON DUPLICATE KEY
 UPDATE``, an expanding ``IN`` for ids, ``DATETIME(6)`` timestamps, ``VARCHAR`` key text
-(``key_text_type``) and ``executemany`` bulk paths.
+(``key_text_type``) and bulk paths of ``LOAD DATA LOCAL INFILE`` and ConnectorX reads
+(``storage.mysqlfast``), with PyMySQL ``executemany`` and tuples where those cannot be used.
 """
 
 from __future__ import annotations

@@ -20,14 +20,16 @@ def trained(tmp_path_factory):
     return root, version, frame
 
 
-@pytest.fixture(params=["sqlite", "parquet", "postgres"])
+@pytest.fixture(
+    params=["sqlite", "parquet", "postgres", pytest.param("mariadb", marks=pytest.mark.mariadb)]
+)
 def env(request, harness, trained, tmp_path, monkeypatch):
     from tasks.common import forget_stores
     from tasks.model_tasks import clear_model_cache
 
     e = make_env(request.param, trained, tmp_path, monkeypatch)
     yield e
-    if e.backend == "postgres":
+    if e.backend in ("postgres", "mariadb"):
         drop_env_tables(e)
     forget_stores()
     clear_model_cache()

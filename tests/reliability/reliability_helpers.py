@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from forecast_test_support import require_postgres
+from forecast_test_support import require_mariadb, require_postgres
 
 from lstm import (
     ForecastConfig,
@@ -86,6 +86,8 @@ def make_env(backend: str, trained, tmp_path: Path, monkeypatch, write_metrics: 
         url = f"sqlite:///{tmp_path / 'forecast.db'}"
     elif backend == "parquet":
         url = str(tmp_path / "lake")
+    elif backend == "mariadb":
+        url = require_mariadb()
     else:
         url = require_postgres()
     models = tmp_path / "models"
@@ -98,7 +100,7 @@ def make_env(backend: str, trained, tmp_path: Path, monkeypatch, write_metrics: 
 
 def drop_env_tables(env: Env) -> None:
     """Drop an env's tables by their own names (whatever FORECAST_* says by then): the shared
-    PostgreSQL server keeps nothing of a test."""
+    PostgreSQL and MariaDB servers keep nothing of a test."""
     from storage import TableNames, open_store
 
     store = open_store(env.url, tables=TableNames(**env.tables))

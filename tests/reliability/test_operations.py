@@ -1,14 +1,17 @@
-"""Rows 10, 13 and 14: secrets in URLs, a database outage, a restart after downtime."""
+"""Rows 10, 13 and 14: secrets in URLs, a database outage (PostgreSQL and MariaDB), a
+restart after downtime."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import uuid
 
 import pandas as pd
 import pytest
-from forecast_test_support import require_postgres
+from forecast_test_support import require_mariadb, require_postgres
 from reliability_helpers import END, N_SERIES, STEP, FlakyProxy, drop_env_tables, make_env
 from typer.testing import CliRunner
 
@@ -73,49 +76,79 @@ def test_r10_database_password_never_appears(
     assert len(run_logs) > 0 and len(artifacts) > 0  # the places searched are not empty
 
 
-def test_r13_database_down_then_back(harness, trained, tmp_path, monkeypatch):
+@contextlib.contextmanager
+def _password_url(backend: str, port: int):
+    """A URL through the proxy on ``port`` whose password is ``SECRET`` (PostgreSQL's trust
+    auth ignores it; on MariaDB a user of this test has it and is dropped afterwards)."""
+    if backend == "postgres":
+        yield f"postgresql+psycopg://postgres:r13-{SECRET}@127.0.0.1:{port}/test"
+        return
+    import sqlalchemy as sa
+
+    user = f"lstmf_r13_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(require_mariadb())
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'r13-{SECRET}'")
+            conn.exec_driver_sql(f"GRANT ALL ON test.* TO '{user}'@'127.0.0.1'")
+        yield f"mysql+pymysql://{user}:r13-{SECRET}@127.0.0.1:{port}/test"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", ["postgres", pytest.param("mariadb", marks=pytest.mark.mariadb)]
+)
+def test_r13_database_down_then_back(backend, harness, trained, tmp_path, monkeypatch):
     """A short outage is ridden out by retries with backoff; a long one fails the run with a
     clear error and the next run catches the slot up. Time is scaled: retry delays of
     0.2, 0.4, 0.8, 1.6 s stand for the production 5, 10, 20, 40 s (75 s in all), so a
     1.5 s outage plays the part of a short blip and an 8 s outage that of 2 minutes."""
-    require_postgres()
-    proxy = FlakyProxy()
+    base = require_postgres() if backend == "postgres" else require_mariadb()
+    proxy = FlakyProxy(5432 if backend == "postgres" else 3306)
     proxy.up()
-    env = make_env("postgres", trained, tmp_path, monkeypatch)
+    env = make_env(backend, trained, tmp_path, monkeypatch)
     from tasks.common import forget_stores
 
-    # trust auth ignores the password: it is there to prove the error never shows it
-    env.url = f"postgresql+psycopg://postgres:r13-{SECRET}@127.0.0.1:{proxy.port}/test"
-    forget_stores()
-    try:
-        env.predict(END - 3 * STEP)  # healthy run; the pool now holds proxied connections
-
-        proxy.down()
-        timer = threading.Timer(1.5, proxy.up)
-        timer.start()
-        t0 = time.monotonic()
-        out = env.predict(END - 2 * STEP)
-        assert out["written"] == N_SERIES * 12 and time.monotonic() - t0 >= 1.0
-        timer.join()
-
-        proxy.down()
-        timer = threading.Timer(8.0, proxy.up)
-        timer.start()
-        with pytest.raises(Exception) as err:
-            env.predict(END - STEP)
-        msg = str(err.value)
-        assert "127.0.0.1" in msg and str(proxy.port) in msg, f"host not named: {msg}"
-        assert SECRET not in msg, f"password in the error: {msg}"
-        timer.join()
-        out = env.predict(END, catch_up_slots=3)  # the next run catches the missed slot up
-        assert [pd.Timestamp(s) for s in out["slots"]] == [END - STEP, END]
-        issued = env.store().issued_slots(END - 3 * STEP, END)
-        assert issued == [END - 3 * STEP, END - 2 * STEP, END - STEP, END]
-    finally:
-        proxy.down()
+    with _password_url(backend, proxy.port) as url:
+        env.url = url
         forget_stores()
-        env.url = require_postgres()
-        drop_env_tables(env)
+        try:
+            _outages(env, proxy)
+        finally:
+            proxy.down()
+            forget_stores()
+            env.url = base
+            drop_env_tables(env)
+
+
+def _outages(env, proxy) -> None:
+    """A healthy run, a 1.5 s outage ridden out, an 8 s one failing the run, a catch-up."""
+    env.predict(END - 3 * STEP)  # healthy run; the pool now holds proxied connections
+
+    proxy.down()
+    timer = threading.Timer(1.5, proxy.up)
+    timer.start()
+    t0 = time.monotonic()
+    out = env.predict(END - 2 * STEP)
+    assert out["written"] == N_SERIES * 12 and time.monotonic() - t0 >= 1.0
+    timer.join()
+
+    proxy.down()
+    timer = threading.Timer(8.0, proxy.up)
+    timer.start()
+    with pytest.raises(Exception) as err:
+        env.predict(END - STEP)
+    msg = str(err.value)
+    assert "127.0.0.1" in msg and str(proxy.port) in msg, f"host not named: {msg}"
+    assert SECRET not in msg, f"password in the error: {msg}"
+    timer.join()
+    out = env.predict(END, catch_up_slots=3)  # the next run catches the missed slot up
+    assert [pd.Timestamp(s) for s in out["slots"]] == [END - STEP, END]
+    issued = env.store().issued_slots(END - 3 * STEP, END)
+    assert issued == [END - 3 * STEP, END - 2 * STEP, END - STEP, END]
 
 
 def test_r14_restart_after_hours_down_skips_stale_slots_and_catches_up_boundedly(

@@ -196,6 +196,8 @@ def test_metrics_write_interrupted_between_batches_leaves_nothing(seeded, backen
     if backend in ("sqlite", "mariadb"):  # 111 rows in batches of 10: fail after the second
         module = storage.dialect_sqlite if backend == "sqlite" else storage.dialect_mysql
         monkeypatch.setattr(module, "CHUNK_ROWS", 10)
+        if backend == "mariadb":  # LOAD DATA statements (or INSERTs where it is refused)
+            monkeypatch.setattr(module, "LOAD_ROWS", 10)
         labels, after = {"chunk"}, 1
     elif backend == "postgres":  # fail after COPY filled the staging table
         labels, after = {"staged"}, 0

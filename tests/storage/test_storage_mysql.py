@@ -10,7 +10,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from storage_helpers import forecasts, metrics, slot
+from storage_helpers import canon, forecasts, metrics, slot
 from storage_pg import MARIADB_URL, require_mariadb, unique_tables
 
 from storage import ColumnMap, StorageConnectionError, open_store
@@ -265,3 +265,237 @@ def test_the_privileges_the_readme_lists_are_enough(make_store):
             store.close()
         with admin.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+# ----------------------------------------------------------------- fast paths
+ODD_IDS = ["tab\there", "new\nline", "cr\rx", "back\\slash", "\\N", "it's", 'q"q', "é日本", "a "]
+ODD_VALUES = [0.1 + 0.2, 1e-300, 5e-324, 1.7976931348623157e308, -2.5e-8, 123456.789012345678]
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """Counts of each read and write path taken."""
+    import storage.dialect_mysql as dm
+
+    seen = {"arrow": 0, "rows": 0, "load": 0, "insert": 0}
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            seen[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(dm, "read_arrow", spy("arrow", dm.read_arrow))
+    cls = dm.MysqlDialect
+    monkeypatch.setattr(cls, "_fetch_rows", spy("rows", cls._fetch_rows))
+    monkeypatch.setattr(cls, "_load", spy("load", cls._load))
+    monkeypatch.setattr(cls, "_executemany", spy("insert", cls._executemany))
+    return seen
+
+
+def _odd_frames():
+    m = metrics(ODD_IDS, range(3))
+    m["value"] = [ODD_VALUES[i % len(ODD_VALUES)] for i in range(len(m))]
+    f = forecasts(ODD_IDS, slot(2), horizon=2)
+    f["yhat"] = [ODD_VALUES[i % len(ODD_VALUES)] for i in range(len(f))]
+    return m, f
+
+
+def test_odd_text_and_floats_round_trip_exactly_through_load_data_and_arrow(make_store, spies):
+    """Tabs, newlines, backslashes, the text ``\\N``, quotes and non-ASCII in ids and the
+    extreme doubles: written by LOAD DATA, read back the same through ConnectorX and
+    through PyMySQL."""
+    store = make_store()
+    m, f = _odd_frames()
+    store.write_metrics(m)
+    store.write_forecasts(f)
+    assert spies["load"] == 2 and spies["insert"] == 0
+    fast_m = canon(store.read_metrics(), ["series_id", "ts"])
+    fast_f = canon(store.read_forecasts(), ["series_id", "issued_at", "step"])
+    assert spies["arrow"] == 2 and spies["rows"] == 0
+    store.dialect.arrow_url = None  # the PyMySQL reader
+    slow_m = canon(store.read_metrics(), ["series_id", "ts"])
+    slow_f = canon(store.read_forecasts(), ["series_id", "issued_at", "step"])
+    assert spies["rows"] == 2
+    pd.testing.assert_frame_equal(fast_m, slow_m)
+    pd.testing.assert_frame_equal(fast_f, slow_f)
+    assert sorted(set(fast_m["series_id"])) == sorted(ODD_IDS)
+    want = canon(m, ["series_id", "ts"])
+    assert [float(v).hex() for v in fast_m["value"]] == [float(v).hex() for v in want["value"]]
+    assert set(fast_f["yhat"].map(float.hex)) == {v.hex() for v in ODD_VALUES}
+    one = store.read_recent(slot(2), 3, series_ids=["\\N", "it's"])  # ids as hex literals
+    assert set(one["series_id"]) == {"\\N", "it's"} and len(one) == 6
+
+
+def test_a_client_without_local_infile_writes_with_insert(make_store, spies):
+    """``?local_infile=0`` in the URL: the client never announces the capability; the
+    store writes with INSERT ... ON DUPLICATE KEY UPDATE and reads stay on ConnectorX."""
+    base = make_store()
+    store = open_store(MARIADB_URL + "?local_infile=0", tables=base.tables)
+    try:
+        m, f = _odd_frames()
+        store.write_metrics(m)
+        store.write_forecasts(f)
+        store.write_forecasts(f)  # an upsert: the same rows again
+        assert spies["load"] == 0 and spies["insert"] == 3
+        got = canon(store.read_forecasts(), ["series_id", "issued_at", "step"])
+        assert len(got) == len(f) and spies["arrow"] == 1
+        assert sorted(set(got["series_id"])) == sorted(ODD_IDS)
+    finally:
+        store.close()
+
+
+def test_load_data_the_server_refuses_falls_back_to_insert_before_writing(
+    make_store, spies, monkeypatch
+):
+    """A server that refuses LOAD DATA LOCAL (here: the client did not announce it, so
+    MariaDB answers 4166, as it does with local_infile OFF): the first chunk's error
+    switches the store to INSERT for good and the write succeeds whole."""
+    import storage.dialect_mysql as dm
+
+    base = make_store()
+    store = open_store(MARIADB_URL + "?local_infile=0", tables=base.tables)
+    try:
+        monkeypatch.setattr(dm.MysqlDialect, "_can_load", lambda self, conn: True)
+        f = forecasts(["a", "b"], slot(3))
+        assert store.write_forecasts(f) == len(f)
+        assert store.dialect.local_infile is False
+        assert spies["load"] == 1 and spies["insert"] == 1
+        assert len(store.read_forecasts()) == len(f)
+    finally:
+        store.close()
+
+
+def test_a_row_load_data_would_change_is_an_error_and_nothing_is_written(make_store):
+    """With LOCAL the server only warns about a value it truncates or a duplicate key and
+    goes on; the store raises each such warning and the transaction rolls back."""
+    import pyarrow as pa
+    import pymysql
+
+    from storage.validate import forecasts_table, now_us
+
+    store = make_store()
+    assert store.dialect.local_infile is not False
+    store.write_forecasts(forecasts(["a"], slot(3), horizon=2))
+    before = store.read_forecasts()
+
+    def arrow(df):
+        return forecasts_table(df, store._freq_us, store.max_horizon, store._warn, now_us())
+
+    fresh = arrow(forecasts(["b"], slot(4), horizon=2))
+    too_long = fresh.set_column(0, "series_id", pa.array(["x" * 600, "y"]))
+    duplicate = pa.concat_tables([fresh, arrow(forecasts(["a"], slot(3), horizon=1))])
+    f, codecs = store.forecasts, store._ts_codecs(store.forecasts)
+    for bad, code in ((too_long, "1406|1265"), (duplicate, "1062")):
+        with pytest.raises(pymysql.err.DataError, match=code), store.engine.begin() as conn:
+            store.dialect.bulk_insert(conn, f, bad, codecs, lambda _: None)
+    pd.testing.assert_frame_equal(store.read_forecasts(), before)
+
+
+def test_a_read_connectorx_cannot_run_falls_back_to_pymysql_and_masks_the_password(
+    make_store, spies, monkeypatch, caplog
+):
+    """ConnectorX failing to connect: the read is answered by PyMySQL, later reads skip
+    ConnectorX for a while, and the log line carries no password. A server that refuses
+    TCP connections is not handed to ConnectorX at all (it would wait ~30 s)."""
+    import storage.dialect_mysql as dm
+
+    store = make_store()
+    store.write_metrics(metrics(["a", "b"], range(3)))
+    store.dialect.arrow_url = "mysql://root:s3cr3t-pw@127.0.0.1:3306/test"
+
+    def refuse(url, sql, fields):
+        raise RuntimeError(f"timed out waiting for connection: {url} refused s3cr3t-pw")
+
+    monkeypatch.setattr(dm, "read_arrow", refuse)
+    with caplog.at_level("INFO", logger="storage.dialect_mysql"):
+        assert len(store.read_metrics()) == 6
+        assert len(store.read_recent(slot(2), 2)) == 4
+    assert store.dialect._arrow_usable() is False and spies["rows"] == 2
+    assert "fall back to PyMySQL" in caplog.text and "s3cr3t-pw" not in caplog.text
+    from storage.mysqlfast import reachable
+
+    u = sa.engine.make_url(MARIADB_URL)
+    assert reachable(u.host, u.port or 3306) and not reachable("127.0.0.1", 1)
+
+
+def test_a_timestamp_column_keeps_its_reads_on_pymysql():
+    """A user's TIMESTAMP column reads in the session time zone: only PyMySQL's is UTC."""
+    from storage.mysqlfast import has_timestamp
+
+    md = sa.MetaData()
+    t = sa.Table("m", md, sa.Column("ts", sa.dialects.mysql.TIMESTAMP), sa.Column("v", sa.Float))
+    d = sa.Table("d", md, sa.Column("ts", sa.dialects.mysql.DATETIME(fsp=6)))
+    assert has_timestamp(sa.select(t.c.v).where(t.c.ts > dt.datetime(2024, 1, 1)))
+    assert not has_timestamp(sa.select(d.c.ts).where(d.c.ts > dt.datetime(2024, 1, 1)))
+
+
+def test_parameters_become_literals_that_no_sql_mode_reads_differently():
+    from storage.mysqlfast import literal_sql
+
+    sql = "SELECT a FROM t WHERE s IN (%(s_1)s, %(s_2)s) AND ts >= %(t)s AND n = %(n)s LIKE '%%'"
+    out = literal_sql(
+        sql, {"s_1": "it's \\", "s_2": "é", "t": dt.datetime(2024, 1, 2, 3, 4, 5, 6), "n": 7}
+    )
+    assert out == (
+        "SELECT a FROM t WHERE s IN (_utf8mb4 X'69742773205c', _utf8mb4 X'c3a9') AND ts >= "
+        "'2024-01-02 03:04:05.000006' AND n = 7 LIKE '%'"
+    )
+    assert literal_sql("x = %(f)s", {"f": 0.1}) == "x = 0.1"
+    assert literal_sql("x = %(b)s AND y = %(z)s", {"b": True, "z": None}) == "x = 1 AND y = NULL"
+    for bad in (
+        float("nan"),
+        float("inf"),
+        "\ud800",
+        b"raw",
+        dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    ):
+        assert literal_sql("x = %(v)s", {"v": bad}) is None, bad
+    assert literal_sql("x = %(v)s", {}) is None
+
+
+def test_the_connectorx_url_encodes_credentials_and_skips_options_it_cannot_apply():
+    from storage.mysqlfast import arrow_url
+
+    url = sa.engine.make_url("mysql+pymysql://u%40x:p%3A%2Fw@db.local:3307/my%20db")
+    assert arrow_url(url, {"connect_timeout": 10}) == "mysql://u%40x:p%3A%2Fw@db.local:3307/my%20db"
+    v6 = sa.engine.make_url("mysql+pymysql://root@[::1]/test")
+    assert arrow_url(v6, {}) == "mysql://root@[::1]:3306/test"
+    assert arrow_url(url.update_query_dict({"ssl_ca": "/ca.pem"}), {}) is None
+    assert arrow_url(url.update_query_dict({"charset": "latin1"}), {}) is None
+    assert arrow_url(url, {"ssl": {"ca": "/ca.pem"}}) is None
+    assert arrow_url(sa.engine.make_url("mysql+pymysql://root@/test"), {}) is None  # a socket
+
+
+def test_a_table_with_a_trigger_or_another_unique_key_is_upserted_not_replaced(make_store, spies):
+    """REPLACE deletes before it inserts: where a trigger would see that delete, or a
+    second unique key would make it delete another row, the store upserts with INSERT ...
+    ON DUPLICATE KEY UPDATE instead (and the stored rows are the upsert's)."""
+    first = make_store()
+    first.write_metrics(metrics(["a", "b"], range(3)))
+    assert spies["load"] == 1  # no trigger yet: REPLACE
+    t = first.tables.metrics
+    log = f"{t}_deletes"
+    with first.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE `{log}` (n INT NOT NULL)")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER `{t}_on_delete` AFTER DELETE ON `{t}` "
+            f"FOR EACH ROW INSERT INTO `{log}` VALUES (1)"
+        )
+    try:
+        store = make_store()  # a new store: it asks again which tables REPLACE suits
+        spies["load"] = spies["insert"] = 0
+        store.write_metrics(metrics(["a", "b"], range(3), seed=4))
+        assert spies["insert"] == 1 and spies["load"] == 0
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{log}`").scalar() == 0
+        got = canon(store.read_metrics(), ["series_id", "ts"])
+        want = canon(metrics(["a", "b"], range(3), seed=4), ["series_id", "ts"])
+        assert list(got["value"]) == list(want["value"])
+        store.write_forecasts(forecasts(["a"], slot(2)))  # its own table: LOAD DATA
+        assert spies["load"] == 1
+    finally:
+        with first.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{t}_on_delete`")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{log}`")
