@@ -1,6 +1,14 @@
 """Live recalibration of a predict run's intervals from the forecasts already scored
 (issue 14): the rule of ``lstm.online`` applied at one origin to the whole fleet.
 
+The window of an origin o depends on o alone, never on the run that forecasts it: the
+most recent `window` scores of each step and level (order: target_ts, series_id by its
+bytes, step) among the forecasts of the version whose target lies in
+[o - max_slots, o - freq], i.e. whose actual was observed before o (the backtest's rule).
+A run that forecasts several origins at once (catch-up, backfill) takes them in time order
+and adds each origin's rows, as written, with their actuals to what the later ones see
+(``recalibrate_batch``), so predict, a re-run, catch-up and backfill write the same rows.
+
 The scored rows (one model version, a bounded window of recent targets, oldest first) hold
 the intervals as they were written, possibly stretched already by the factor recorded in
 ``interval_scale``; their half-width scores are taken back to the model's own interval
@@ -33,8 +41,94 @@ class LiveCalibration:
     breach_min: int = 1000
 
 
+#: the columns of a scored row (``Store.read_scores``) the rule reads
+SCORE_COLUMNS = [
+    "target_ts",
+    "series_id",
+    "step",
+    "level",
+    "y",
+    "yhat",
+    "yhat_lower",
+    "yhat_upper",
+    "interval_scale",
+]
+
+
 def _key(level: float) -> str:
     return f"{round(level * 100, 4):g}"
+
+
+def score_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows in the one order every store and run share: target_ts, then series_id
+    (code-point order: the bytes of its UTF-8), then step."""
+    if len(frame) <= 1:
+        return frame.reset_index(drop=True)
+    order = np.lexsort(
+        (
+            frame["step"].to_numpy(),
+            pd.factorize(frame["series_id"].to_numpy(dtype=object), sort=True)[0],
+            frame["target_ts"].to_numpy(),
+        )
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def newest_per_step(scored: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The last `n` rows of each (step, level) of `scored` (in :func:`score_order`)."""
+    if len(scored) == 0:
+        return scored
+    return scored[scored.groupby(["step", "level"], sort=False).cumcount(ascending=False) < n]
+
+
+def recalibrate_batch(
+    frame: pd.DataFrame,
+    scored: pd.DataFrame,
+    actuals: pd.DataFrame,
+    horizon: int,
+    cfg: LiveCalibration,
+    freq: pd.Timedelta,
+    max_slots: int,
+) -> tuple[pd.DataFrame, dict]:
+    """`frame` (the forecasts of one or more origins, ``issued_at``) recalibrated origin by
+    origin, oldest first, each from its own window (module docstring).
+
+    `scored`: the scores of the version from forecasts issued before the batch's first
+    origin, targets up to its last origin - freq (at least the newest `cfg.window` per
+    step and level before the first origin), in :func:`score_order`. `actuals`
+    (series_id, ts, value): the actuals of targets from the first origin to the last - freq,
+    which score the batch's own earlier origins for its later ones. Returns the frame
+    (rows in its order) with ``interval_scale`` and the report of the last origin (plus the
+    number of origins and of scores read)."""
+    if frame.empty:
+        return recalibrate(frame, scored, horizon, cfg)
+    scored = scored[SCORE_COLUMNS]
+    origins = [pd.Timestamp(o) for o in np.sort(frame["issued_at"].unique())]
+    pool = scored
+    parts, where, report = [], [], {}
+    by_origin = frame.groupby("issued_at", sort=False).indices
+    for i, o in enumerate(origins):
+        t = pool["target_ts"]
+        window = pool[(t >= o - freq * max_slots) & (t <= o - freq)]
+        rows = frame.iloc[by_origin[o]]
+        where.append(by_origin[o])
+        done, report = recalibrate(rows, newest_per_step(window, cfg.window), horizon, cfg)
+        parts.append(done)
+        if i + 1 < len(origins):  # the origin's rows, as written, score for the later ones
+            fresh = done[done["target_ts"] <= origins[-1] - freq].merge(
+                actuals.rename(columns={"ts": "target_ts", "value": "y"})[
+                    ["series_id", "target_ts", "y"]
+                ],
+                on=["series_id", "target_ts"],
+            )
+            fresh = fresh[fresh["y"].notna()]
+            if len(fresh):
+                pool = score_order(pd.concat([pool, fresh[SCORE_COLUMNS]], ignore_index=True))
+    out = pd.concat(parts)
+    out = out.iloc[np.argsort(np.concatenate(where), kind="stable")]
+    out.index = frame.index
+    report = {**report, "scores_read": len(scored), "origins": len(origins)}
+    return out, report
 
 
 def recalibrate(

@@ -64,6 +64,10 @@ class PostgresDialect(SqlDialect):
     def ts_type(self) -> sa.types.TypeEngine:
         return postgresql.TIMESTAMP(timezone=True)
 
+    def byte_order(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        """The "C" collation: byte order, whatever the database's locale."""
+        return col.collate("C")
+
     def time_codec(self, conn: sa.Connection, table: sa.Table, column: str) -> TsCodec:
         col_type = table.c[column].type
         if not isinstance(col_type, sa.DateTime):

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # forecasts (read from the last calibration_max_slots target slots at most); factor 1
     # below calibration_min_scores. A coverage outside level +- coverage_band over at least
     # coverage_breach_min of them is logged as a breach
-    online_calibration: bool = False  # opt-in: see README "Live recalibration"
+    online_calibration: bool = True  # README "Live recalibration"; false: the model's own
     calibration_window: int = Field(2000, ge=10, le=1_000_000)
     calibration_min_scores: int = Field(200, ge=1)
     calibration_max_slots: int = Field(2016, ge=1, le=100_000)

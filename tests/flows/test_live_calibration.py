@@ -28,7 +28,6 @@ def lab(harness, tmp_path_factory):
     env = {
         "FORECAST_STORE_URL": f"sqlite:///{root / 'live.db'}",
         "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_ONLINE_CALIBRATION": "true",  # opt-in (README "Live recalibration")
         "FORECAST_CALIBRATION_WINDOW": "48",  # scores per step: 6 slots of 8 series
         "FORECAST_CALIBRATION_MIN_SCORES": "24",
         "FORECAST_COVERAGE_BREACH_MIN": "40",
@@ -91,8 +90,11 @@ def test_intervals_widen_after_the_noise_grows_and_the_scale_says_so(lab):
     f_calm, f_noisy = calm["interval_scale"].median(), noisy["interval_scale"].median()
     assert f_noisy > 1.5 * f_calm, (f_calm, f_noisy)
     last = out[runs[-1]]["calibration"]
-    assert last["model_version"] == version and last["window_slots"] == 6
+    # 6 slots hold 48 scores of steps 1-11 but 40 of step 12 (its first target came 5
+    # runs ago): the read spans all FORECAST_CALIBRATION_MAX_SLOTS; the window is the same
+    assert last["model_version"] == version and last["window_slots"] == 2016
     lv = last["levels"]["80"]
+    assert lv["scores_by_step"] == [48] * 11 + [40]
     assert lv["factor_by_step"] == pytest.approx(
         noisy.groupby("step")["interval_scale"].first().tolist(), abs=1e-4
     )  # the report rounds to 4 decimals
