@@ -42,7 +42,7 @@ def backfill(
     for i, chunk in enumerate(batches, 1):
         history = read_windows(settings, forecaster.spec, chunk)
         frame, report = forecast_batch(forecaster, version, history, chunk, settings)
-        frame, _ = recalibrate_intervals(settings, frame, version, chunk)
+        frame, _ = recalibrate_intervals(settings, frame, version, chunk, announce=False)
         written += write_forecasts(settings, frame, chunk)
         if settings.online_calibration:  # the next batch's windows read these scores
             score_forecasts(settings, chunk[-1], len(chunk))

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 from prefect import task
+from prefect.events import emit_event
 
 from lstm.livecal import SCORE_COLUMNS, LiveCalibration, recalibrate_batch, score_order
 from tasks.common import STORAGE_TASK, get_store, run_logger
@@ -63,11 +64,17 @@ def _unscored(store, version: str, first: pd.Timestamp, last: pd.Timestamp, freq
 
 @task(name="recalibrate-intervals", **STORAGE_TASK)
 def recalibrate_intervals(
-    settings: Settings, frame: pd.DataFrame, version: str, slots: Sequence[pd.Timestamp]
+    settings: Settings,
+    frame: pd.DataFrame,
+    version: str,
+    slots: Sequence[pd.Timestamp],
+    announce: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """The batch with live-recalibrated intervals and ``interval_scale``, and the report
     (window, factors, rolling coverage as written per step and level of the newest origin,
-    breaches)."""
+    breaches). A coverage breach is logged and emitted as a Prefect event
+    (``forecast.coverage.breach``, one per level, at most `alert_max_events`) unless
+    `announce` is false (backfill: past coverage is no news)."""
     if not settings.online_calibration or frame.empty or not slots:
         return frame.assign(interval_scale=1.0), {"enabled": settings.online_calibration}
     horizon = int(frame["step"].max())
@@ -95,12 +102,50 @@ def recalibrate_intervals(
     )
     out, report = recalibrate_batch(frame, scored, actuals, horizon, cfg, freq, most)
     report = {"enabled": True, "model_version": version, "window_slots": span, **report}
-    _warn_breaches(settings, version, report["breaches"])
+    if announce and report["breaches"]:
+        _warn_breaches(settings, version, report["breaches"])
+        report["events"] = emit_coverage_events(
+            version, last, report["breaches"], settings.alert_max_events
+        )
     return out, report
 
 
+def coverage_event(version: str, as_of: pd.Timestamp, level: float, cells: list[dict]) -> dict:
+    """The ``emit_event`` arguments of one level's coverage breach: the resource is the
+    model version (automations match ``forecast.model.*``), the payload its cells."""
+    return {
+        "event": "forecast.coverage.breach",
+        "resource": {
+            "prefect.resource.id": f"forecast.model.{version}",
+            "prefect.resource.name": version,
+            "forecast.model_version": version,
+        },
+        "payload": {
+            "model_version": version,
+            "as_of": as_of.isoformat(),
+            "level": level,
+            "cells": [
+                {"step": b["step"], "n": b["n"], "coverage_pct": b["coverage_pct"]} for b in cells
+            ],
+        },
+    }
+
+
+def emit_coverage_events(
+    version: str, as_of: pd.Timestamp, breaches: list[dict], limit: int
+) -> int:
+    """One event per level in breach, at most `limit` (FORECAST_ALERT_MAX_EVENTS);
+    returns how many were emitted."""
+    levels = sorted({b["level"] for b in breaches})[: max(limit, 0)]
+    for level in levels:
+        cells = [b for b in breaches if b["level"] == level]
+        emit_event(**coverage_event(version, as_of, level, cells))
+    return len(levels)
+
+
 def _warn_breaches(settings: Settings, version: str, breaches: list[dict]) -> None:
-    """One warning per level whose rolling coverage left its band."""
+    """One warning per level whose rolling coverage left its band (the warning names
+    every cell; the event carries them too)."""
     for level in sorted({b["level"] for b in breaches}):
         cells = [b for b in breaches if b["level"] == level]
         run_logger().warning(
