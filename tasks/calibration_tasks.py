@@ -11,9 +11,10 @@ backfill write the same intervals for it. What is read:
   there (a small fleet, a new champion) over all `calibration_max_slots`. The result is
   the same either way: the first read is the newest part of the second.
 * a batch of several origins (catch-up, backfill) also needs the scores its later origins
-  see that were not scored yet when it runs: forecasts issued before its first origin
-  whose targets fall in the batch (``read_forecasts`` with their actuals), and its own
-  earlier origins' rows, as written (``lstm.livecal.recalibrate_batch``).
+  see that were not scored yet when it runs: forecasts issued at other slots (before its
+  first origin, or between its origins where catch-up skipped a written slot) whose
+  targets fall in the batch (``read_forecasts`` with their actuals), and its own earlier
+  origins' rows, as written (``lstm.livecal.recalibrate_batch``).
 
 Scores are written by the run whose slot is their target (predict scores its own slots,
 backfill its range), so the scored rows before an origin are the same whichever run reads
@@ -47,15 +48,20 @@ def _complete(scored: pd.DataFrame, horizon: int, levels: Sequence[float], n: in
     return all(counts.get((h, lv), 0) >= n for h in range(1, horizon + 1) for lv in levels)
 
 
-def _unscored(store, version: str, first: pd.Timestamp, last: pd.Timestamp, freq, horizon):
-    """(scores, actuals) of a batch of origins first..last: the forecasts of `version`
-    issued before `first` with targets in [first, last - freq], scored against their
-    actuals here (the batch's runs score them after writing), and the actuals of
+def _unscored(store, version: str, slots: Sequence[pd.Timestamp], freq, horizon):
+    """(scores, actuals) of a batch of origins: the forecasts of `version` issued at slots
+    outside the batch with targets in [first, last - freq], scored against their actuals
+    here (the batch's runs score them after writing), and the actuals of
     [first, last - freq] (for the batch's own origins)."""
+    first, last = min(slots), max(slots)
     end = last - freq
     actuals = store.read_metrics(start=first, end=end)[["series_id", "ts", "value"]]
-    fc = store.read_forecasts(start=first, end=min(end, first + freq * (horizon - 1)))
-    fc = fc[(fc["issued_at"] < first) & (fc["model_version"] == version)]
+    grid = pd.date_range(first - freq * (horizon - 1), last - 2 * freq, freq=freq)
+    others = grid.difference(pd.DatetimeIndex(slots))  # origins before and between
+    if len(others) == 0:
+        return pd.DataFrame(columns=SCORE_COLUMNS), actuals
+    fc = store.read_forecasts(start=first, end=min(end, others.max() + freq * horizon))
+    fc = fc[fc["issued_at"].isin(others) & (fc["model_version"] == version)]
     rows = fc.merge(
         actuals.rename(columns={"ts": "target_ts", "value": "y"}), on=["series_id", "target_ts"]
     )
@@ -91,7 +97,7 @@ def recalibrate_intervals(
         scored = store.read_scores(version, end - freq * (span - 1), end, per_step=n)
     actuals = pd.DataFrame(columns=["series_id", "ts", "value"])
     if last > first:
-        later, actuals = _unscored(store, version, first, last, freq, horizon)
+        later, actuals = _unscored(store, version, slots, freq, horizon)
         if len(later):
             scored = score_order(pd.concat([scored, later], ignore_index=True))
     cfg = LiveCalibration(
