@@ -5,11 +5,13 @@ The factors of an origin depend on that origin alone (``lstm.livecal``): the new
 lie in the `calibration_max_slots` slots before it, so predict, a re-run, catch-up and
 backfill write the same intervals for it. What is read:
 
-* ``Store.read_scores(..., per_step=window)``: the newest scores per step and level before
-  the batch's first origin, cut in the database. Read first over the slots that hold a
-  window at the fleet's size (ceil(window / series)); only when a step or level has fewer
-  there (a small fleet, a new champion) over all `calibration_max_slots`. The result is
-  the same either way: the first read is the newest part of the second.
+* the newest scores per step and level before the batch's first origin, cut in the
+  database: first ``Store.read_newest_scores`` (the slot just before it: at `window`
+  series or more it holds them all, read by primary key), else ``Store.read_scores(...,
+  per_step=window)`` over the slots that hold a window at the fleet's size
+  (ceil(window / series)), and only when a step or level has fewer there (a small fleet,
+  a new champion) over all `calibration_max_slots`. The result is the same either way:
+  each read is the newest part of the next.
 * a batch of several origins (catch-up, backfill) also needs the scores its later origins
   see that were not scored yet when it runs: forecasts issued at other slots (before its
   first origin, or between its origins where catch-up skipped a written slot) whose
@@ -90,8 +92,12 @@ def recalibrate_intervals(
     levels = sorted(float(v) for v in frame["level"].unique())
     store = get_store(settings, create=False)
     end = first - freq  # targets observed before the first origin
-    span = window_slots(settings, int(frame["series_id"].nunique()))
-    scored = store.read_scores(version, end - freq * (span - 1), end, per_step=n)
+    steps = list(range(1, horizon + 1))
+    span = 1  # a fleet of `n` series or more: the newest target slot holds the window
+    scored = store.read_newest_scores(version, end, steps, levels, n)
+    if not _complete(scored, horizon, levels, n):
+        span = window_slots(settings, int(frame["series_id"].nunique()))
+        scored = store.read_scores(version, end - freq * (span - 1), end, per_step=n)
     if span < most and not _complete(scored, horizon, levels, n):
         span = most
         scored = store.read_scores(version, end - freq * (span - 1), end, per_step=n)

@@ -87,6 +87,16 @@ def test_read_scores_per_step_keeps_the_newest_in_byte_order_on_every_backend(ma
     np.testing.assert_array_equal(cut["target_ts"], expect["target_ts"])
     with pytest.raises(Exception, match="per_step must be a positive integer"):
         store.read_scores("v1", slot(100), slot(119), per_step=0)
+    # the same cut of one target slot, read by primary key (no step 1 forecast targets 107)
+    one = store.read_newest_scores("v1", slot(107), [1, 2, 3], [0.8], 3)
+    assert one.groupby("step")["series_id"].apply(sorted).to_dict() == {
+        2: ["a", "b", "é"],
+        3: ["a", "b", "é"],
+    }
+    same = store.read_scores("v1", slot(107), slot(107), per_step=3)
+    np.testing.assert_array_equal(one["series_id"], same["series_id"])
+    np.testing.assert_array_equal(one["step"], same["step"])
+    assert store.read_newest_scores("v1", slot(107), [2], [0.95], 3).empty
 
 
 def test_a_bad_interval_scale_is_refused_naming_the_series(make_store):
