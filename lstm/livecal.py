@@ -104,26 +104,37 @@ def recalibrate_batch(
         return recalibrate(frame, scored, horizon, cfg)
     scored = scored[SCORE_COLUMNS]
     origins = [pd.Timestamp(o) for o in np.sort(frame["issued_at"].unique())]
-    pool = scored
+    # kept: the newest `window` per (step, level) visible so far, in score_order;
+    # pending: rows whose target is not visible yet (any order). An older row than a kept
+    # window's oldest can never enter a later window (newer rows stay visible), so the
+    # state stays bounded however many origins the batch has.
+    kept, pending = scored.iloc[:0], scored
+    if len(actuals):
+        actuals = actuals.rename(columns={"ts": "target_ts", "value": "y"})[
+            ["series_id", "target_ts", "y"]
+        ]
+        actuals = actuals[actuals["y"].notna()].sort_values("target_ts", kind="stable")
+    a_ts = pd.DatetimeIndex(actuals["target_ts"]) if len(actuals) else None
     parts, where, report = [], [], {}
     by_origin = frame.groupby("issued_at", sort=False).indices
     for i, o in enumerate(origins):
-        t = pool["target_ts"]
-        window = pool[(t >= o - freq * max_slots) & (t <= o - freq)]
+        seen = (pending["target_ts"] <= o - freq).to_numpy()
+        window = pd.concat([kept, pending[seen]], ignore_index=True)
+        window = window[window["target_ts"] >= o - freq * max_slots]
+        kept = newest_per_step(score_order(window), cfg.window)
+        pending = pending[~seen]
         rows = frame.iloc[by_origin[o]]
         where.append(by_origin[o])
-        done, report = recalibrate(rows, newest_per_step(window, cfg.window), horizon, cfg)
+        done, report = recalibrate(rows, kept, horizon, cfg)
         parts.append(done)
-        if i + 1 < len(origins):  # the origin's rows, as written, score for the later ones
-            fresh = done[done["target_ts"] <= origins[-1] - freq].merge(
-                actuals.rename(columns={"ts": "target_ts", "value": "y"})[
-                    ["series_id", "target_ts", "y"]
-                ],
-                on=["series_id", "target_ts"],
+        if i + 1 < len(origins) and a_ts is not None:  # as written, scored for later ones
+            end = min(o + freq * horizon, origins[-1] - freq)
+            lo, hi = a_ts.searchsorted(o + freq, "left"), a_ts.searchsorted(end, "right")
+            fresh = done[done["target_ts"] <= end].merge(
+                actuals.iloc[lo:hi], on=["series_id", "target_ts"]
             )
-            fresh = fresh[fresh["y"].notna()]
             if len(fresh):
-                pool = score_order(pd.concat([pool, fresh[SCORE_COLUMNS]], ignore_index=True))
+                pending = pd.concat([pending, fresh[SCORE_COLUMNS]], ignore_index=True)
     out = pd.concat(parts)
     out = out.iloc[np.argsort(np.concatenate(where), kind="stable")]
     out.index = frame.index
