@@ -68,7 +68,7 @@ def score_order(frame: pd.DataFrame) -> pd.DataFrame:
         (
             frame["step"].to_numpy(),
             pd.factorize(frame["series_id"].to_numpy(dtype=object), sort=True)[0],
-            frame["target_ts"].to_numpy(),
+            pd.DatetimeIndex(frame["target_ts"]).asi8,
         )
     )
     return frame.iloc[order].reset_index(drop=True)
@@ -102,13 +102,15 @@ def recalibrate_batch(
     number of origins and of scores read)."""
     if frame.empty:
         return recalibrate(frame, scored, horizon, cfg)
-    scored = scored[SCORE_COLUMNS]
+    scored = _typed(scored[SCORE_COLUMNS])
     origins = [pd.Timestamp(o) for o in np.sort(frame["issued_at"].unique())]
     # kept: the newest `window` per (step, level) visible so far, in score_order;
-    # pending: rows whose target is not visible yet (any order). An older row than a kept
+    # pending: rows whose target is not visible yet, by target. An older row than a kept
     # window's oldest can never enter a later window (newer rows stay visible), so the
     # state stays bounded however many origins the batch has.
-    kept, pending = scored.iloc[:0], scored
+    kept = scored.iloc[:0]
+    pending: dict[pd.Timestamp, list[pd.DataFrame]] = {}  # by target_ts
+    _hold(pending, scored)
     if len(actuals):
         actuals = actuals.rename(columns={"ts": "target_ts", "value": "y"})[
             ["series_id", "target_ts", "y"]
@@ -118,11 +120,10 @@ def recalibrate_batch(
     parts, where, report = [], [], {}
     by_origin = frame.groupby("issued_at", sort=False).indices
     for i, o in enumerate(origins):
-        seen = (pending["target_ts"] <= o - freq).to_numpy()
-        window = pd.concat([kept, pending[seen]], ignore_index=True)
+        seen = [t for t in pending if t <= o - freq]
+        window = pd.concat([kept, *(df for t in seen for df in pending.pop(t))], ignore_index=True)
         window = window[window["target_ts"] >= o - freq * max_slots]
         kept = newest_per_step(score_order(window), cfg.window)
-        pending = pending[~seen]
         rows = frame.iloc[by_origin[o]]
         where.append(by_origin[o])
         done, report = recalibrate(rows, kept, horizon, cfg)
@@ -133,13 +134,32 @@ def recalibrate_batch(
             fresh = done[done["target_ts"] <= end].merge(
                 actuals.iloc[lo:hi], on=["series_id", "target_ts"]
             )
-            if len(fresh):
-                pending = pd.concat([pending, fresh[SCORE_COLUMNS]], ignore_index=True)
+            _hold(pending, fresh[SCORE_COLUMNS])
     out = pd.concat(parts)
     out = out.iloc[np.argsort(np.concatenate(where), kind="stable")]
     out.index = frame.index
     report = {**report, "scores_read": len(scored), "origins": len(origins)}
     return out, report
+
+
+def _hold(pending: dict, rows: pd.DataFrame) -> None:
+    """Add scored rows to `pending`, one list of frames per target_ts."""
+    if len(rows) == 0:
+        return
+    for t, part in rows.groupby("target_ts", sort=False):
+        pending.setdefault(pd.Timestamp(t), []).append(part)
+
+
+def _typed(scored: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows with numeric columns (an empty frame may come with object ones, which
+    would turn every later concat and comparison into Python-object work)."""
+    out = scored.astype(
+        {c: np.float64 for c in SCORE_COLUMNS if c not in ("target_ts", "series_id", "step")}
+        | {"step": np.int64}
+    )
+    if out["target_ts"].dtype == object:
+        out["target_ts"] = pd.to_datetime(out["target_ts"], utc=True)
+    return out
 
 
 def recalibrate(
