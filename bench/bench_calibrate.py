@@ -4,6 +4,11 @@ the ``recalibrate-intervals`` task body run on one origin's batch, timed `repeat
 
     python -m bench.bench_calibrate '{"backend": "sqlite", "series": 10000, "root": "/tmp/bc"}'
 
+    python -m bench.bench_calibrate '{"batch": 48, "series": 10000}'
+
+The second form times ``lstm.livecal.recalibrate_batch`` alone on a batch of that many
+origins (catch-up, backfill: each origin's window adds the earlier ones' rows), no store.
+
 Reports the median seconds of the step, the scores it read and how (``window_slots`` 1:
 the newest target slot by primary key), and for comparison the old read of the whole
 target slot (``read_scores`` without ``per_step``: every scored row of it). The
@@ -108,7 +113,40 @@ def run(backend: str, n: int, root: str, repeat: int = 5) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_batch(origins: int, n: int) -> dict:
+    """Seconds of ``recalibrate_batch`` over `origins` consecutive origins of `n` series."""
+    from lstm.livecal import SCORE_COLUMNS, LiveCalibration, recalibrate_batch
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"svc-{i:06d}" for i in range(n)], dtype=object)
+    slots = [FIRST + F * k for k in range(origins)]
+    frame = pd.concat([_forecasts(ids, o, rng) for o in slots], ignore_index=True)
+    ts = [FIRST + F * k for k in range(origins + 1)]
+    actuals = pd.DataFrame(
+        {
+            "series_id": np.tile(ids, len(ts)),
+            "ts": np.repeat(pd.DatetimeIndex(ts), n),
+            "value": rng.normal(100.0, 5.0, n * len(ts)),
+        }
+    )
+    t0 = time.perf_counter()
+    out, _ = recalibrate_batch(
+        frame, pd.DataFrame(columns=SCORE_COLUMNS), actuals, 12, LiveCalibration(), F, 2016
+    )
+    secs = time.perf_counter() - t0
+    return {
+        "batch_origins": origins,
+        "series": n,
+        "seconds": round(secs, 3),
+        "per_origin_s": round(secs / origins, 4),
+        "mean_factor": round(float(out["interval_scale"].mean()), 4),
+    }
+
+
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
+    if "batch" in args:
+        print(json.dumps(run_batch(int(args["batch"]), int(args["series"]))))
+        sys.exit(0)
     out = run(args["backend"], int(args["series"]), args["root"], int(args.get("repeat", 5)))
     print(json.dumps(out))
