@@ -7,8 +7,10 @@ computed in batches of slots (one read, one vectorised forecast, one write per b
 
 from datetime import datetime
 
+import pandas as pd
 from prefect import flow, get_run_logger
 
+from tasks.calibration_tasks import recalibrate_intervals
 from tasks.common import flow_run_namer
 from tasks.model_tasks import forecast_batch, load_champion
 from tasks.predict_tasks import backfill_batches
@@ -25,7 +27,12 @@ def backfill(
     batch_slots: int | None = None,
 ) -> dict:
     """Forecast every slot in [start, end] with the current champion, as predict would
-    have; idempotent (re-running replaces the same rows)."""
+    have, live recalibration included; idempotent (re-running replaces the same rows).
+
+    With recalibration on, each batch is scored after it is written (the next batch's
+    windows read those scores), and scoring covers the targets of the range and its
+    horizon only, never earlier targets (which belong to the runs of their own slots): the
+    rows equal what predict writes for each slot."""
     log = get_run_logger()
     settings = get_settings(store_url=store_url, models_dir=models_dir)
     metrics = metrics_range(settings)  # first: a missing store is named before the model
@@ -35,7 +42,10 @@ def backfill(
     for i, chunk in enumerate(batches, 1):
         history = read_windows(settings, forecaster.spec, chunk)
         frame, report = forecast_batch(forecaster, version, history, chunk, settings)
+        frame, _ = recalibrate_intervals(settings, frame, version, chunk, announce=False)
         written += write_forecasts(settings, frame, chunk)
+        if settings.online_calibration:  # the next batch's windows read these scores
+            score_forecasts(settings, chunk[-1], len(chunk))
         skipped += report.n_skipped
         log.info(
             "backfill %s .. %s: %d rows (batch %d/%d)",
@@ -46,7 +56,9 @@ def backfill(
             len(batches),
         )
     slots = sum(len(b) for b in batches)
-    scored = score_forecasts(settings, batches[-1][-1], slots + settings.horizon)
+    # the targets of the range and its horizon: [first slot, last slot + horizon]
+    last = batches[-1][-1] + pd.Timedelta(settings.freq) * settings.horizon
+    scored = score_forecasts(settings, last, slots + settings.horizon)
     return {
         "slots": slots,
         "batches": len(batches),

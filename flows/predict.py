@@ -72,8 +72,8 @@ def predict(
     clock.lap("calibrate_s")
     written = write_forecasts(settings, frame, plan.slots, part)
     clock.lap("write_s")
-    # score what matured since the last run: the targets of this run's slots (1 + catch-up)
-    scored = score_forecasts(settings, plan.as_of, len(plan.slots)) if score else 0
+    # score what matured since the last run: the targets from the oldest slot to as_of
+    scored = score_forecasts(settings, plan.as_of, plan.span(settings.freq)) if score else 0
     live = live_accuracy(settings, plan.as_of, len(plan.slots)) if scored else []
     clock.lap("score_s")
     # breach alerts from what was just scored: opened once, grown, resolved; events emitted

@@ -1,6 +1,14 @@
 """Live recalibration of a predict run's intervals from the forecasts already scored
 (issue 14): the rule of ``lstm.online`` applied at one origin to the whole fleet.
 
+The window of an origin o depends on o alone, never on the run that forecasts it: the
+most recent `window` scores of each step and level (order: target_ts, series_id by its
+bytes, step) among the forecasts of the version whose target lies in
+[o - max_slots, o - freq], i.e. whose actual was observed before o (the backtest's rule).
+A run that forecasts several origins at once (catch-up, backfill) takes them in time order
+and adds each origin's rows, as written, with their actuals to what the later ones see
+(``recalibrate_batch``), so predict, a re-run, catch-up and backfill write the same rows.
+
 The scored rows (one model version, a bounded window of recent targets, oldest first) hold
 the intervals as they were written, possibly stretched already by the factor recorded in
 ``interval_scale``; their half-width scores are taken back to the model's own interval
@@ -33,8 +41,125 @@ class LiveCalibration:
     breach_min: int = 1000
 
 
+#: the columns of a scored row (``Store.read_scores``) the rule reads
+SCORE_COLUMNS = [
+    "target_ts",
+    "series_id",
+    "step",
+    "level",
+    "y",
+    "yhat",
+    "yhat_lower",
+    "yhat_upper",
+    "interval_scale",
+]
+
+
 def _key(level: float) -> str:
     return f"{round(level * 100, 4):g}"
+
+
+def score_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows in the one order every store and run share: target_ts, then series_id
+    (code-point order: the bytes of its UTF-8), then step."""
+    if len(frame) <= 1:
+        return frame.reset_index(drop=True)
+    order = np.lexsort(
+        (
+            frame["step"].to_numpy(),
+            pd.factorize(frame["series_id"].to_numpy(dtype=object), sort=True)[0],
+            pd.DatetimeIndex(frame["target_ts"]).asi8,
+        )
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def newest_per_step(scored: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The last `n` rows of each (step, level) of `scored` (in :func:`score_order`)."""
+    if len(scored) == 0:
+        return scored
+    return scored[scored.groupby(["step", "level"], sort=False).cumcount(ascending=False) < n]
+
+
+def recalibrate_batch(
+    frame: pd.DataFrame,
+    scored: pd.DataFrame,
+    actuals: pd.DataFrame,
+    horizon: int,
+    cfg: LiveCalibration,
+    freq: pd.Timedelta,
+    max_slots: int,
+) -> tuple[pd.DataFrame, dict]:
+    """`frame` (the forecasts of one or more origins, ``issued_at``) recalibrated origin by
+    origin, oldest first, each from its own window (module docstring).
+
+    `scored`: the scores of the version from forecasts issued before the batch's first
+    origin, targets up to its last origin - freq (at least the newest `cfg.window` per
+    step and level before the first origin), in :func:`score_order`. `actuals`
+    (series_id, ts, value): the actuals of targets from the first origin to the last - freq,
+    which score the batch's own earlier origins for its later ones. Returns the frame
+    (rows in its order) with ``interval_scale`` and the report of the last origin (plus the
+    number of origins and of scores read)."""
+    if frame.empty:
+        return recalibrate(frame, scored, horizon, cfg)
+    scored = _typed(scored[SCORE_COLUMNS])
+    origins = [pd.Timestamp(o) for o in np.sort(frame["issued_at"].unique())]
+    # kept: the newest `window` per (step, level) visible so far, in score_order;
+    # pending: rows whose target is not visible yet, by target. An older row than a kept
+    # window's oldest can never enter a later window (newer rows stay visible), so the
+    # state stays bounded however many origins the batch has.
+    kept = scored.iloc[:0]
+    pending: dict[pd.Timestamp, list[pd.DataFrame]] = {}  # by target_ts
+    _hold(pending, scored)
+    if len(actuals):
+        actuals = actuals.rename(columns={"ts": "target_ts", "value": "y"})[
+            ["series_id", "target_ts", "y"]
+        ]
+        actuals = actuals[actuals["y"].notna()].sort_values("target_ts", kind="stable")
+    a_ts = pd.DatetimeIndex(actuals["target_ts"]) if len(actuals) else None
+    parts, where, report = [], [], {}
+    by_origin = frame.groupby("issued_at", sort=False).indices
+    for i, o in enumerate(origins):
+        seen = [t for t in pending if t <= o - freq]
+        window = pd.concat([kept, *(df for t in seen for df in pending.pop(t))], ignore_index=True)
+        window = window[window["target_ts"] >= o - freq * max_slots]
+        kept = newest_per_step(score_order(window), cfg.window)
+        rows = frame.iloc[by_origin[o]]
+        where.append(by_origin[o])
+        done, report = recalibrate(rows, kept, horizon, cfg)
+        parts.append(done)
+        if i + 1 < len(origins) and a_ts is not None:  # as written, scored for later ones
+            end = min(o + freq * horizon, origins[-1] - freq)
+            lo, hi = a_ts.searchsorted(o + freq, "left"), a_ts.searchsorted(end, "right")
+            fresh = done[done["target_ts"] <= end].merge(
+                actuals.iloc[lo:hi], on=["series_id", "target_ts"]
+            )
+            _hold(pending, fresh[SCORE_COLUMNS])
+    out = pd.concat(parts)
+    out = out.iloc[np.argsort(np.concatenate(where), kind="stable")]
+    out.index = frame.index
+    report = {**report, "scores_read": len(scored), "origins": len(origins)}
+    return out, report
+
+
+def _hold(pending: dict, rows: pd.DataFrame) -> None:
+    """Add scored rows to `pending`, one list of frames per target_ts."""
+    if len(rows) == 0:
+        return
+    for t, part in rows.groupby("target_ts", sort=False):
+        pending.setdefault(pd.Timestamp(t), []).append(part)
+
+
+def _typed(scored: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows with numeric columns (an empty frame may come with object ones, which
+    would turn every later concat and comparison into Python-object work)."""
+    out = scored.astype(
+        {c: np.float64 for c in SCORE_COLUMNS if c not in ("target_ts", "series_id", "step")}
+        | {"step": np.int64}
+    )
+    if out["target_ts"].dtype == object:
+        out["target_ts"] = pd.to_datetime(out["target_ts"], utc=True)
+    return out
 
 
 def recalibrate(

@@ -29,6 +29,10 @@ RETENTION_LOCK_KEY = DDL_LOCK_KEY + 1
 PG_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3", "jit": "off"}
 
 
+#: libc collations that order UTF-8 text by its bytes (code points)
+BYTEWISE = {"C", "POSIX", "C.UTF-8", "C.utf8"}
+
+
 class PostgresDialect(SqlDialect):
     """PostgreSQL through psycopg 3 (its own cursor runs ``COPY`` in and out)."""
 
@@ -43,12 +47,22 @@ class PostgresDialect(SqlDialect):
     def connect_args(self) -> dict[str, Any]:
         return {} if "connect_timeout" in self.url.query else {"connect_timeout": 10}
 
+    #: the database's default collation orders text by its bytes (series_id has no other)
+    bytewise_default = False
+
     def on_connect(self, dbapi_conn: Any) -> None:
         calls = ", ".join("set_config(%s, %s, false)" for _ in PG_SESSION)
         args = [x for kv in PG_SESSION.items() for x in kv]
         with dbapi_conn.cursor() as cur:
             cur.execute(f"SELECT {calls}", args)
+            # the name, and a probe of what it does (an ICU default keeps a libc name)
+            cur.execute(
+                "SELECT datcollate, 'B' < 'a' AND 'a' < 'b' AND 'z' < 'é' AND '-' < '0'"
+                " FROM pg_database WHERE datname = current_database()"
+            )
+            collate, probe = cur.fetchone()
         dbapi_conn.commit()
+        self.bytewise_default = bool(probe) and collate in BYTEWISE
 
     def connection_error(self, exc: BaseException) -> StorageConnectionError:
         u = self.url
@@ -63,6 +77,12 @@ class PostgresDialect(SqlDialect):
 
     def ts_type(self) -> sa.types.TypeEngine:
         return postgresql.TIMESTAMP(timezone=True)
+
+    def byte_order(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        """Byte order: the column itself where the database's collation is bytewise
+        already (then the primary key's order serves an ORDER BY ... LIMIT), else
+        ``COLLATE "C"``."""
+        return col if self.bytewise_default else col.collate("C")
 
     def time_codec(self, conn: sa.Connection, table: sa.Table, column: str) -> TsCodec:
         col_type = table.c[column].type

@@ -125,6 +125,11 @@ class SqlDialect(ABC):
         """The column type of text in keys and indexes (series_id, model_version)."""
         return sa.Text()
 
+    def byte_order(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        """`col` for ORDER BY in the order of its bytes (Python's str order): SQLite's
+        default BINARY collation and the MySQL family's binary key collations already are."""
+        return col
+
     @abstractmethod
     def time_codec(self, conn: sa.Connection, table: sa.Table, column: str) -> TsCodec:
         """How an existing table's time column stores instants (SchemaError if it cannot)."""

@@ -32,6 +32,14 @@ class SlotPlan:
     def as_of(self) -> pd.Timestamp | None:
         return self.slots[-1] if self.slots else None
 
+    def span(self, freq: str) -> int:
+        """Grid slots from the oldest origin to as_of (catch-up leaves gaps where slots
+        were written already): what the run scores, so every target of its slots is scored
+        (live recalibration reads those scores)."""
+        if not self.slots:
+            return 0
+        return int((self.slots[-1] - self.slots[0]) / pd.Timedelta(freq)) + 1
+
     def stale_result(self) -> dict:
         """The return value of a run that forecast nothing because it ran too late."""
         return {"status": self.status, "scheduled": str(self.scheduled), "written": 0}

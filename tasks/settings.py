@@ -107,12 +107,12 @@ class Settings(BaseSettings):
     data_poll_seconds: float = Field(5.0, gt=0, le=60)
     # a run that forecast fewer than this share of the series it read ends Failed
     min_forecast_share: float = Field(0.5, ge=0, le=1)
-    # live recalibration (lstm.livecal): each run stretches the champion's intervals per
-    # step and level by a rolling conformal factor over its last calibration_window scored
-    # forecasts (read from the last calibration_max_slots target slots at most); factor 1
+    # live recalibration (lstm.livecal): each origin's intervals are stretched per step and
+    # level by a rolling conformal factor over the newest calibration_window scored
+    # forecasts whose targets lie in the calibration_max_slots slots before it; factor 1
     # below calibration_min_scores. A coverage outside level +- coverage_band over at least
-    # coverage_breach_min of them is logged as a breach
-    online_calibration: bool = False  # opt-in: see README "Live recalibration"
+    # coverage_breach_min of them is a breach (logged, and a Prefect event)
+    online_calibration: bool = True  # README "Live recalibration"; false: the model's own
     calibration_window: int = Field(2000, ge=10, le=1_000_000)
     calibration_min_scores: int = Field(200, ge=1)
     calibration_max_slots: int = Field(2016, ge=1, le=100_000)

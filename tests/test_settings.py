@@ -76,3 +76,16 @@ def test_alert_rule_defaults_follow_the_level_and_the_horizon(monkeypatch):
     monkeypatch.setenv("FORECAST_ALERT_MIN_EXCESS", "0")
     rule = get_settings().alert_rule()
     assert (rule["k"], rule["step"], rule["min_excess"]) == (3, 1, 0.0)
+
+
+def test_live_recalibration_is_on_by_default_and_can_be_turned_off(monkeypatch):
+    monkeypatch.delenv("FORECAST_ONLINE_CALIBRATION", raising=False)
+    s = get_settings()
+    assert s.online_calibration is True
+    assert (s.calibration_window, s.calibration_min_scores, s.calibration_max_slots) == (
+        2000,
+        200,
+        2016,
+    )
+    monkeypatch.setenv("FORECAST_ONLINE_CALIBRATION", "false")
+    assert get_settings().online_calibration is False

@@ -38,6 +38,20 @@ def test_predict_flow_benchmark_runs(harness, tmp_path, monkeypatch):
         assert r[key] >= 0, key
 
 
+def test_calibrate_benchmark_runs(tmp_path):
+    from bench.bench_calibrate import run
+    from tasks.common import forget_stores
+
+    try:
+        r = run("sqlite", 30, str(tmp_path), repeat=1)
+    finally:
+        forget_stores()
+    # 30 series < the 2000-score window: no slot holds it, the read reaches back
+    assert r["series"] == 30 and r["window_slots"] == 2016
+    assert r["scores_read"] == 30 * sum(k - 1 for k in range(1, 14))  # origin -k: k-1 steps
+    assert r["whole_slot_rows"] == 30 * 12 and r["calibrate_s"] > 0
+
+
 @pytest.mark.slow
 def test_retrain_benchmark_runs(harness, tmp_path, monkeypatch):
     from bench.bench_retrain import run_one

@@ -28,6 +28,7 @@ VALUE_COLS = [
     "yhat_upper",
     "level",
     "model_version",
+    "interval_scale",
 ]
 
 
@@ -129,10 +130,8 @@ def test_catch_up_fills_missed_slots_in_one_run(job):
     assert issued == [as_of - k * STEP for k in range(5, -1, -1)]
 
 
-def test_backfill_equals_predict_slot_by_slot(job, monkeypatch):
-    # backfill writes the model's own intervals (interval_scale 1.0): it equals predict
-    # with live recalibration off (README "Live recalibration")
-    monkeypatch.setenv("FORECAST_ONLINE_CALIBRATION", "false")
+def test_backfill_equals_predict_slot_by_slot(job):
+    # live recalibration is on (the default): backfill applies it as predict does
     start, end = END - 30 * STEP, END - 25 * STEP
     out = backfill(
         start=start.to_pydatetime(),
@@ -159,6 +158,32 @@ def test_backfill_equals_predict_slot_by_slot(job, monkeypatch):
     )
     assert again["written"] == out["written"]
     assert len(job.store().read_forecasts(start=start, end=end + 13 * STEP)) >= 6 * N_SERIES
+
+
+def test_recalibrated_rows_are_the_same_from_catch_up_rerun_and_backfill(job, monkeypatch):
+    """An origin's factors depend on the origin only: five slots written by one catch-up
+    run, then by a re-run of each slot alone (the store holds later scores by then), then
+    by a backfill in batches of 2 are the same rows, and the factors are not all 1."""
+    monkeypatch.setenv("FORECAST_CALIBRATION_WINDOW", "24")  # 3 slots of 8 series
+    monkeypatch.setenv("FORECAST_CALIBRATION_MIN_SCORES", "8")
+    kw = dict(store_url=job.url, models_dir=str(job.models_dir))
+    base = END - 130 * STEP  # a range no other test writes near
+    for k in range(8):  # a scored history, one slot at a time
+        predict(as_of=(base + k * STEP).to_pydatetime(), catch_up_slots=0, **kw)
+    # nothing was scored before the first run: the model's own intervals
+    assert (job.store().read_forecasts(issued_at=base)["interval_scale"] == 1.0).all()
+    slots = [base + k * STEP for k in range(8, 13)]
+    out = predict(as_of=slots[-1].to_pydatetime(), catch_up_slots=4, **kw)
+    assert len(out["slots"]) == 5
+    caught = {s: rows_at(job, s) for s in slots}
+    scale = pd.concat(caught.values())["interval_scale"]
+    assert (scale != 1.0).any() and scale.nunique() > 1
+    for s in slots:
+        predict(as_of=s.to_pydatetime(), catch_up_slots=0, **kw)
+        pd.testing.assert_frame_equal(rows_at(job, s), caught[s], rtol=1e-9)
+    backfill(start=slots[0].to_pydatetime(), end=slots[-1].to_pydatetime(), batch_slots=2, **kw)
+    for s in slots:
+        pd.testing.assert_frame_equal(rows_at(job, s), caught[s], rtol=1e-9)
 
 
 def inject_nan(job, series: str, ts: pd.Timestamp) -> None:

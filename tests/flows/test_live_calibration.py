@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from prefect.testing.fixtures import asserting_events_worker, reset_worker_events  # noqa: F401
 
 STEP = pd.Timedelta("5min")
 N_SERIES = 8
@@ -28,7 +29,6 @@ def lab(harness, tmp_path_factory):
     env = {
         "FORECAST_STORE_URL": f"sqlite:///{root / 'live.db'}",
         "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_ONLINE_CALIBRATION": "true",  # opt-in (README "Live recalibration")
         "FORECAST_CALIBRATION_WINDOW": "48",  # scores per step: 6 slots of 8 series
         "FORECAST_CALIBRATION_MIN_SCORES": "24",
         "FORECAST_COVERAGE_BREACH_MIN": "40",
@@ -91,8 +91,11 @@ def test_intervals_widen_after_the_noise_grows_and_the_scale_says_so(lab):
     f_calm, f_noisy = calm["interval_scale"].median(), noisy["interval_scale"].median()
     assert f_noisy > 1.5 * f_calm, (f_calm, f_noisy)
     last = out[runs[-1]]["calibration"]
-    assert last["model_version"] == version and last["window_slots"] == 6
+    # 6 slots hold 48 scores of steps 1-11 but 40 of step 12 (its first target came 5
+    # runs ago): the read spans all FORECAST_CALIBRATION_MAX_SLOTS; the window is the same
+    assert last["model_version"] == version and last["window_slots"] == 2016
     lv = last["levels"]["80"]
+    assert lv["scores_by_step"] == [48] * 11 + [40]
     assert lv["factor_by_step"] == pytest.approx(
         noisy.groupby("step")["interval_scale"].first().tolist(), abs=1e-4
     )  # the report rounds to 4 decimals
@@ -130,3 +133,34 @@ def test_a_rerun_of_an_earlier_slot_uses_no_later_actual(lab):
     assert again["calibration"]["scores_read"] > 0
     noisy = _width(store, END + (CALM + NOISY - 1) * STEP)  # the last was rerun "off"
     assert noisy["interval_scale"].median() > 1.5 * after["interval_scale"].median()
+
+
+def _coverage_events(worker) -> list:
+    worker.wait_until_empty()
+    return [e for e in worker._client.events if e.event == "forecast.coverage.breach"]
+
+
+def test_a_coverage_breach_emits_one_event_per_level_capped(
+    lab,
+    asserting_events_worker,  # noqa: F811
+    reset_worker_events,  # noqa: F811
+):
+    """A noisy slot's run (its window's coverage far below 80 %) emits one
+    forecast.coverage.breach event for the level, naming the model and the cells; with
+    FORECAST_ALERT_MAX_EVENTS=0 it emits none (the warning is still logged)."""
+    _, version = lab
+    at = END + (CALM + NOISY - 2) * STEP
+    out = _run(at)
+    cal = out["calibration"]
+    assert cal["breaches"] and cal["events"] == 1
+    events = _coverage_events(asserting_events_worker)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.resource.id == f"forecast.model.{version}"
+    assert ev.payload["level"] == 0.8 and ev.payload["as_of"] == at.isoformat()
+    cells = {c["step"]: c for c in ev.payload["cells"]}
+    assert "all" in cells and cells["all"]["coverage_pct"] < 75.0
+    assert cells["all"]["n"] >= 40  # FORECAST_COVERAGE_BREACH_MIN
+    capped = _run(at, FORECAST_ALERT_MAX_EVENTS="0")
+    assert capped["calibration"]["breaches"] and capped["calibration"]["events"] == 0
+    assert len(_coverage_events(asserting_events_worker)) == 1

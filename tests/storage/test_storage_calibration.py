@@ -44,6 +44,7 @@ def test_read_scores_is_one_version_in_a_bounded_window(make_store):
     got = store.read_scores("v1", slot(108), slot(112))
     assert list(got.columns) == [
         "target_ts",
+        "series_id",
         "step",
         "level",
         "y",
@@ -60,6 +61,42 @@ def test_read_scores_is_one_version_in_a_bounded_window(make_store):
     assert store.read_scores("v9", slot(100), slot(119)).empty
     with pytest.raises(Exception, match="bounded window"):
         store.read_scores("v1", None, slot(119))
+
+
+def test_read_scores_per_step_keeps_the_newest_in_byte_order_on_every_backend(make_store):
+    """per_step=N: the N newest rows of each step and level, newest by target_ts then
+    series_id by its bytes ('B' < 'a' < 'b' < 'é': not a locale's order), cut in the
+    store; the same rows as cutting the full read in Python."""
+    store = make_store()
+    ids = ["a", "B", "é", "b"]
+    store.write_metrics(metrics(ids, range(100, 120), features=False))
+    for issued in (104, 105):
+        store.write_forecasts(forecasts(ids, slot(issued), horizon=3, model_version="v1"))
+    store.score_forecasts(slot(115))
+    full = store.read_scores("v1", slot(100), slot(119))
+    assert len(full) == 2 * 4 * 3
+    cut = store.read_scores("v1", slot(100), slot(119), per_step=5)
+    assert cut.groupby("step").size().tolist() == [5, 5, 5]
+    for step, rows in cut.groupby("step"):
+        # the 4 of the newest target, then the byte-greatest of the one before
+        newest = rows[rows.target_ts == slot(105 + step)]
+        assert sorted(newest["series_id"]) == sorted(ids)
+        assert list(rows.loc[rows.target_ts == slot(104 + step), "series_id"]) == ["é"]
+    expect = full.groupby("step").tail(5).reset_index(drop=True)  # full: oldest first
+    np.testing.assert_array_equal(cut["series_id"], expect["series_id"])
+    np.testing.assert_array_equal(cut["target_ts"], expect["target_ts"])
+    with pytest.raises(Exception, match="per_step must be a positive integer"):
+        store.read_scores("v1", slot(100), slot(119), per_step=0)
+    # the same cut of one target slot, read by primary key (no step 1 forecast targets 107)
+    one = store.read_newest_scores("v1", slot(107), [1, 2, 3], [0.8], 3)
+    assert one.groupby("step")["series_id"].apply(sorted).to_dict() == {
+        2: ["a", "b", "é"],
+        3: ["a", "b", "é"],
+    }
+    same = store.read_scores("v1", slot(107), slot(107), per_step=3)
+    np.testing.assert_array_equal(one["series_id"], same["series_id"])
+    np.testing.assert_array_equal(one["step"], same["step"])
+    assert store.read_newest_scores("v1", slot(107), [2], [0.95], 3).empty
 
 
 def test_a_bad_interval_scale_is_refused_naming_the_series(make_store):
