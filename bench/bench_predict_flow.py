@@ -77,13 +77,14 @@ def load_read_slots(store, n_series: int, spec, repeat: int) -> float:
     ids = np.array([f"svc-{i:0{width}d}" for i in range(n_series)], dtype=object)
     level = np.exp(rng.uniform(np.log(5), np.log(5000), n_series))
     t0 = time.perf_counter()
+    write = store.write_metrics
     # contiguous runs of slots, cut into blocks of <= 12 (one Parquet hour file each)
     breaks = np.flatnonzero(np.diff(slots) != 1) + 1
     for run in np.split(slots, breaks):
         for i in range(0, len(run), 12):
             block = run[i : i + 12]
             k = len(block)
-            store.write_metrics(
+            write(
                 pd.DataFrame(
                     {
                         "series_id": np.repeat(ids, k),
@@ -93,7 +94,32 @@ def load_read_slots(store, n_series: int, spec, repeat: int) -> float:
                     }
                 )
             )
+            if getattr(store, "backend", None) == "postgres":
+                write = _pg_copy_writer(store)  # the table exists now
     return time.perf_counter() - t0
+
+
+def _pg_copy_writer(store):
+    """Metrics frames ``COPY``'d straight into the PostgreSQL metrics table, without the
+    checks and the upsert of ``write_metrics`` (the loader's blocks hold disjoint keys of
+    valid synthetic rows): loading 60 million rows took 658 s through ``write_metrics``."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    def write(frame: pd.DataFrame) -> int:
+        tab = pa.table(
+            {
+                "series_id": pa.array(frame["series_id"], pa.string()),
+                "ts": pa.array(frame["ts"]).cast(pa.timestamp("us", tz="UTC")),
+                "value": pa.array(frame["value"], pa.float64()),
+                "error_rate": pa.array(frame["error_rate"], pa.float64()),
+            }
+        )
+        with store.engine.begin() as conn:
+            table = sa.Table(store.tables.metrics, sa.MetaData(), autoload_with=conn)
+            return store.dialect.bulk_insert(conn, table, tab, {"ts": None}, lambda _: None)
+
+    return write
 
 
 def load_scored_window(
