@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from bench.bench_predict_flow import set_tables, store_url
-from bench.common import AS_OF, ROOT, STEP, peak_rss_mb, run_isolated
+from bench.common import AS_OF, ROOT, STEP, medians, peak_rss_mb, run_isolated
 
 REPEAT = 3
 
@@ -133,15 +132,12 @@ def run(backend: str, n_series: int, root: str, ks: list[int]) -> dict:
                 assert sum(s["series"] for s in slot["shards"]) == n_series, slot
                 slots.append(slot)
             per = [s for slot in slots for s in slot["shards"]]
-            med = lambda key, rows=per: statistics.median(x[key] for x in rows)  # noqa: E731
+            steps = medians([x["timings"] for x in per], ("read_s", "forecast_s", "write_s"))
+            shard = medians(per, ("body_s", "startup_s", "prefect_s"))
             results["by_shards"][k] = {
-                "slot_wall_s": statistics.median(s["wall_s"] for s in slots),
-                "shard_body_s": med("body_s"),
-                "shard_read_s": statistics.median(x["timings"]["read_s"] for x in per),
-                "shard_forecast_s": statistics.median(x["timings"]["forecast_s"] for x in per),
-                "shard_write_s": statistics.median(x["timings"]["write_s"] for x in per),
-                "shard_startup_s": med("startup_s"),
-                "shard_prefect_s": med("prefect_s"),
+                "slot_wall_s": medians(slots, ["wall_s"])["wall_s"],
+                **{f"shard_{key}": v for key, v in {**shard, **steps}.items()},
+                "shard_peak_rss_mb_each": [x["peak_rss_mb"] for x in per],
                 "shard_peak_rss_mb": max(x["peak_rss_mb"] for x in per),
                 "runs": len(per),
             }
