@@ -183,17 +183,14 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         ``extra_ranges`` (slot offsets back from ``as_of``) the rows with
         ``as_of - hi*freq <= ts <= as_of - lo*freq``. A series with fewer rows returns only
         the rows it has; a series with none returns nothing. Sorted by series_id, ts.
-        With ``shard``, only the series that shard owns: the backend reads only their rows
-        (``_read_shard_metrics``), never the whole window.
+        With ``shard``, only the series that shard owns: only their rows are read.
         """
         ranges = list(self.recent_ranges(as_of, n_slots, extra_ranges))
         ids = self._series_arg(series_ids)
-        if shard is None:
-            tab = self._read_metrics(ranges, ids)
-        elif ids is not None:  # the ids are known: keep the shard's, read only those
-            tab = self._read_metrics(ranges, shard.select(ids))
-        else:
+        if shard is not None and ids is None:
             tab = self._read_shard_metrics(ranges, shard)
+        else:  # with a shard and known ids: the shard's of them
+            tab = self._read_metrics(ranges, ids if shard is None else shard.select(ids))
         return sorted_frame(self._skip.filter(tab), [SERIES_ID, TS])
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
@@ -406,9 +403,8 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         """Rows whose ts lies in any of the closed ``ranges``; canonical names."""
 
     def _read_shard_metrics(self, ranges: list[Range], shard: Shard) -> pa.Table:
-        """The rows ``_read_metrics(ranges, None)`` returns of the series ``shard`` owns.
-        This generic version reads the whole window and filters it; the backends override
-        it to read only the shard's rows."""
+        """``_read_metrics(ranges, None)``'s rows of ``shard``'s series; the backends
+        override this generic version (whole window, then filtered) to read only those."""
         return shard.filter(self._read_metrics(ranges, None), SERIES_ID)
 
     @abstractmethod

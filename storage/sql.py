@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from storage.base import Range, Store
@@ -55,9 +54,10 @@ from storage.sqlschema import (
     alerts_table,
     check_metrics_table,
     forecasts_table,
+    metrics_window,
     new_metrics_table,
 )
-from storage.sqlshards import SqlShards
+from storage.sqlshards import SqlShards, metrics_rows
 from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
 
 
@@ -212,71 +212,13 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, SqlAlerts, Store):
         col = layout.table.c[self.columns.id_col]
         return col if layout.id_is_text else sa.cast(col, sa.Text)
 
-    def _metrics_select(
-        self, layout: MetricsLayout, ranges: list[Range]
-    ) -> tuple[sa.Select, sa.ColumnElement, list[tuple[str, pa.DataType]]]:
-        """The SELECT of the metrics rows in ``ranges`` (canonical order of columns), its
-        window condition, and the fields a fetch returns."""
-        cm, t, codec = self.columns, layout.table, layout.codec
-        tcol = t.c[cm.time_col]
-        fields = [
-            (SERIES_ID, pa.string()),
-            (TS, codec.fetch_type),
-            (VALUE, pa.float64()),
-            *[(f, pa.float64()) for f in layout.features],
-        ]
-        cols = [self._id_expr(layout), tcol, t.c[cm.target_col]]
-        cols += [t.c[f] for f in layout.features]
-        conds = []
-        for lo, hi in ranges:
-            parts = []
-            if lo is not None:
-                parts.append(tcol >= sa.literal(codec.param(lo), type_=tcol.type))
-            if hi is not None:
-                parts.append(tcol <= sa.literal(codec.param(hi), type_=tcol.type))
-            conds.append(sa.and_(*parts) if parts else sa.true())
-        window = sa.or_(*conds)
-        return sa.select(*cols).where(window), window, fields
-
     def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
         layout = self._metrics_layout()
-        stmt, _, fields = self._metrics_select(layout, ranges)
-        if ids is not None:
-            if not ids:
-                return _metrics_rows(layout, [], fields)
+        stmt, _, fields = metrics_window(layout, self.columns, self._id_expr(layout), ranges)
+        if ids:
             stmt = stmt.where(self.dialect.in_ids(self._id_expr(layout), ids))
-        return _metrics_rows(layout, [self._fetch(stmt, fields)], fields)
-
-    def _read_shard_metrics(self, ranges: list[Range], shard: Shard) -> pa.Table:
-        """Only the shard's rows cross the wire: the window's distinct series ids first (one
-        column), hashed here, then the rows of the ids the shard owns. Both statements
-        read one snapshot (``_snapshot``), so the result is what one read of the whole
-        window filtered by the shard would have been at that instant."""
-        layout = self._metrics_layout()
-        stmt, window, fields = self._metrics_select(layout, ranges)
-        idx = self._id_expr(layout)
-        with self._snapshot() as conn:
-            seen = conn.execute(sa.select(idx).where(window).distinct()).scalars().all()
-            owned = shard.select(str(s) for s in seen if s is not None)
-            parts = [
-                self.dialect.fetch(conn, stmt.where(self.dialect.in_ids(idx, chunk)), fields)
-                for chunk in _id_chunks(owned, _IN_LIST_BYTES.get(self.dialect.name))
-            ]
-        tab = _metrics_rows(layout, parts, fields)
-        # exactly the owned ids: a user's table may compare ids case- or pad-insensitively
-        return tab.filter(pc.is_in(tab[SERIES_ID], value_set=pa.array(owned, pa.string())))
-
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[sa.Connection]:
-        """A connection whose statements all read one snapshot of the database: a
-        REPEATABLE READ transaction (PostgreSQL, MySQL/MariaDB InnoDB), a read
-        transaction (SQLite in WAL mode). It ends with the connection (nothing written)."""
-        with self.engine.connect() as conn:
-            if self.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN")  # pysqlite opens no transaction for a SELECT
-            else:
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            yield conn
+        parts = [] if ids is not None and not ids else [self._fetch(stmt, fields)]
+        return metrics_rows(layout, parts, fields)
 
     def _metrics_range(self) -> tuple[int, int, int, int] | None:
         layout = self._metrics_layout()
@@ -478,40 +420,6 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, SqlAlerts, Store):
         """Run a SELECT and return its rows as an Arrow table with ``fields``."""
         with self.engine.connect() as conn:
             return self.dialect.fetch(conn, stmt, fields)
-
-
-#: The most bytes of ids one ``IN`` list may hold, per dialect: MySQL/MariaDB interpolate
-#: the list into the statement, which must fit ``max_allowed_packet`` (16 MiB by
-#: default); PostgreSQL (one array) and SQLite (one JSON text) take any length.
-_IN_LIST_BYTES: dict[str, int] = {"mysql": 4 << 20}
-
-
-def _id_chunks(ids: list[str], max_bytes: int | None) -> Iterator[list[str]]:
-    """``ids`` in consecutive lists of at most ``max_bytes`` of UTF-8 text (with quoting
-    room); one list when unbounded. Nothing for no ids."""
-    if not ids:
-        return
-    if max_bytes is None:
-        yield ids
-        return
-    chunk: list[str] = []
-    size = 0
-    for s in ids:
-        n = 2 * len(s.encode("utf-8")) + 4  # every byte escaped, quotes and a comma
-        if chunk and size + n > max_bytes:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(s)
-        size += n
-    yield chunk
-
-
-def _metrics_rows(
-    layout: MetricsLayout, parts: list[pa.Table], fields: list[tuple[str, pa.DataType]]
-) -> pa.Table:
-    """Fetched metrics rows as one table with canonical timestamps."""
-    tab = pa.concat_tables(parts) if parts else pa.schema(fields).empty_table()
-    return tab.set_column(1, TS, layout.codec.decode(tab[TS]))
 
 
 def _scalar_us(codec: TsCodec, value: Any) -> int:

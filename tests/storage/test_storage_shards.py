@@ -227,7 +227,7 @@ def test_a_shard_read_reads_only_its_series_rows(make_store, monkeypatch):
 def test_a_shard_read_in_chunks_of_ids_is_the_same(make_store, monkeypatch):
     """MySQL/MariaDB send the shard's ids in IN lists of bounded size: several chunks read
     the same rows as one (forced here on every SQL store with a tiny bound)."""
-    import storage.sql as sql
+    import storage.sqlshards as sql
 
     store = make_store()
     if not hasattr(store, "dialect"):
@@ -235,14 +235,14 @@ def test_a_shard_read_in_chunks_of_ids_is_the_same(make_store, monkeypatch):
     store.write_metrics(metrics(ODD_IDS, range(390, 400)))
     shard = Shard(0, 2)
     want = store.read_recent(slot(399), 10, shard=shard)
-    monkeypatch.setitem(sql._IN_LIST_BYTES, store.dialect.name, 64)
-    chunks = list(sql._id_chunks(shard.select(ODD_IDS), 64))
+    monkeypatch.setitem(sql.IN_LIST_BYTES, store.dialect.name, 64)
+    chunks = list(sql.id_chunks(shard.select(ODD_IDS), 64))
     assert len(chunks) > 3 and sum(chunks, []) == shard.select(ODD_IDS)
     _same(store.read_recent(slot(399), 10, shard=shard), want)
 
 
 def test_id_chunks_bound_the_bytes_of_each_list():
-    from storage.sql import _id_chunks
+    from storage.sqlshards import id_chunks as _id_chunks
 
     ids = ["a" * 10, "ü" * 10, "b", "c" * 30]
     assert list(_id_chunks([], 100)) == [] and list(_id_chunks(ids, None)) == [ids]
