@@ -97,13 +97,14 @@ class SqlShards:
 
     def _delete_shard(self, conn: sa.Connection, owned: list[int], ids: list[str] | None) -> None:
         """Inside the caller's transaction: delete the rows issued at ``owned`` (of ``ids``
-        only, unless None)."""
+        only, unless None; in ``IN`` lists the dialect accepts)."""
         f = self.forecasts
         issued = f.c.issued_at.in_([self._grid.param(us) for us in owned])
         if ids is None:
             conn.execute(sa.delete(f).where(issued))
-        elif ids:
-            conn.execute(sa.delete(f).where(issued, self.dialect.in_ids(f.c.series_id, ids)))
+            return
+        for chunk in id_chunks(ids, IN_LIST_BYTES.get(self.dialect.name)):
+            conn.execute(sa.delete(f).where(issued, self.dialect.in_ids(f.c.series_id, chunk)))
 
 
 def id_chunks(ids: list[str], max_bytes: int | None) -> Iterator[list[str]]:

@@ -239,6 +239,14 @@ def test_a_shard_read_in_chunks_of_ids_is_the_same(make_store, monkeypatch):
     chunks = list(sql.id_chunks(shard.select(ODD_IDS), 64))
     assert len(chunks) > 3 and sum(chunks, []) == shard.select(ODD_IDS)
     _same(store.read_recent(slot(399), 10, shard=shard), want)
+    # a shard's write deletes its old rows in such chunks too: all of them, no other's
+    t = slot(399)
+    store.write_forecasts(forecasts(ODD_IDS, t), slots=[t])
+    mine = shard.select(ODD_IDS)
+    store.write_forecasts(forecasts(mine[:3], t, bump=5.0), slots=[t], shard=shard)
+    got = store.read_forecasts(t)
+    others = [s for s in ODD_IDS if s not in mine]
+    assert set(got["series_id"]) == set(mine[:3]) | set(others)
 
 
 def test_id_chunks_bound_the_bytes_of_each_list():
