@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from storage.columns import SERIES_ID, TS, ColumnMap
 from storage.shards import Shard
@@ -52,16 +53,32 @@ class SqlShards:
         layout = self._metrics_layout()
         idx = self._id_expr(layout)
         stmt, window, fields = metrics_window(layout, self.columns, idx, ranges)
+        exact = self._exact_text(idx)  # 'a', 'A' and 'a ' stay three ids in any table
         with self._snapshot() as conn:
-            seen = conn.execute(sa.select(idx).where(window).distinct()).scalars().all()
+            seen = conn.execute(sa.select(exact).where(window).distinct()).scalars().all()
             owned = shard.select(str(s) for s in seen if s is not None)
             parts = [
-                self.dialect.fetch(conn, stmt.where(self.dialect.in_ids(idx, chunk)), fields)
+                self.dialect.fetch(conn, stmt.where(self.dialect.in_ids(exact, chunk)), fields)
                 for chunk in id_chunks(owned, IN_LIST_BYTES.get(self.dialect.name))
             ]
         tab = metrics_rows(layout, parts, fields)
-        # exactly the owned ids: a user's table may compare ids case- or pad-insensitively
+        # exactly the owned ids, whatever the database's comparison did
         return tab.filter(pc.is_in(tab[SERIES_ID], value_set=pa.array(owned, pa.string())))
+
+    def _exact_text(self, col: sa.ColumnElement) -> sa.ColumnElement:
+        """``col`` compared and grouped byte for byte: a user's metrics table may have a
+        case- or pad-insensitive collation, where ``DISTINCT`` and ``IN`` would merge ids
+        the hash tells apart (``C`` on PostgreSQL, ``BINARY`` on SQLite, MySQL/MariaDB:
+        utf8mb4 with the no-pad binary collation the store's own tables use)."""
+        name = self.dialect.name
+        if name == "postgresql":
+            return col.collate("C")
+        if name == "sqlite":
+            return col.collate("BINARY")
+        if name == "mysql":
+            collation = getattr(self.dialect, "collation", "utf8mb4_bin")
+            return sa.cast(col, mysql.CHAR(charset="utf8mb4")).collate(collation)
+        return col
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sa.Connection]:

@@ -293,3 +293,42 @@ def test_a_shard_read_is_one_snapshot(make_store, monkeypatch):
     monkeypatch.undo()
     after = store.read_recent(slot(399), 10, shard=shard)
     assert set(after["series_id"]) == set(shard.select(ODD_IDS + newcomers))
+
+
+CI_DDL = {
+    "sqlite": "series_id TEXT COLLATE NOCASE NOT NULL, ts TEXT NOT NULL, value REAL, "
+    "error_rate REAL, PRIMARY KEY (ts, series_id)",
+    "mariadb": "series_id VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci "
+    "NOT NULL, ts DATETIME(6) NOT NULL, value DOUBLE, error_rate DOUBLE, "
+    "PRIMARY KEY (ts, series_id)",
+}
+
+
+def test_a_shard_read_of_a_case_insensitive_user_table_keeps_ids_apart(make_store, backend):
+    """A user's metrics table whose ids compare case- and pad-insensitively: 'Case',
+    'case' and 'case ' are three series to the hash, and the shard read returns exactly
+    the masked whole-window read (DISTINCT and IN would merge them)."""
+    if backend not in CI_DDL:
+        pytest.skip("a case-insensitive id column: SQLite NOCASE and MariaDB _ci tables")
+    store = make_store()
+    q = store.dialect.quote
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {q(store.tables.metrics)} ({CI_DDL[backend]})")
+    variants = ["Case", "case", "CASE", "case ", "Ünï", "ünï"]
+    # one slot pair each (the key (ts, id) would merge them at the same slot)
+    for j, v in enumerate(variants):
+        store.write_metrics(metrics([v], [386 + 2 * j, 387 + 2 * j], seed=j))
+    store.write_metrics(metrics(ODD_IDS[:20], range(386, 400)))
+    full = store.read_recent(slot(399), 14)
+    assert set(variants) <= set(full["series_id"])
+    split = False
+    for count in (2, 3, 4):
+        parts = []
+        for i in range(count):
+            shard = Shard(i, count)
+            got = store.read_recent(slot(399), 14, shard=shard)
+            _same(got, _old_read(store, slot(399), 14, shard))
+            parts.append(got)
+            split |= 0 < len(set(shard.select(variants))) < len(variants)
+        _same(pd.concat(parts).sort_values(["series_id", "ts"], kind="stable"), full)
+    assert split  # the variants fell into different shards: the case was exercised
