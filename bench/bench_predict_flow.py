@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import sys
 import time
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import AS_OF, STEP, bench_forecaster, peak_rss_mb
+from bench.common import AS_OF, STEP, bench_forecaster, flow_medians, peak_rss_mb
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HISTORY_DAYS = 2
@@ -251,8 +250,8 @@ def run_one(
         )
         assert out["series_forecast"] == n_series, out
         runs.append(out)
-    med = {key: statistics.median(r["timings"][key] for r in runs) for key in runs[0]["timings"]}
-    body = statistics.median(r["seconds"] for r in runs)
+    med = flow_medians(runs)
+    body = med["body_s"]
     result = {
         "backend": backend,
         "series": n_series,

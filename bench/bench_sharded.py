@@ -3,13 +3,14 @@ a process work pool's worker starts them), all at once, against one local Prefec
 
     python -m bench.bench_sharded '{"backend": "parquet", "series": 100000, "root": "/tmp/b", "shards": [1, 2]}'
 
-Per K and slot (3 consecutive slots, median reported): the slot's wall time from starting
-the K processes to the last one's end, each shard's flow body (`seconds` of its summary:
-read, forecast, write), and what each shard run costs around its body: the process start
-(interpreter, imports of Prefect, torch, pandas) and Prefect's flow- and task-run
-bookkeeping against the server (the flow call's wall time minus its body). K=1 runs the
-unsharded flow in the same way, so the figures compare like with like. Metrics are loaded
-once, for the slots read (`read_slots_only` of bench_predict_flow: nothing is scored).
+Per K and slot (3 consecutive slots, median reported; ``"repeat": 1`` for one slot): the
+slot's wall time from starting the K processes to the last one's end, each shard's flow body
+(`seconds` of its summary: read, forecast, write), and what each shard run costs around its
+body: the process start (interpreter, imports of Prefect, torch, pandas) and Prefect's flow-
+and task-run bookkeeping against the server (the flow call's wall time minus its body). K=1
+runs the unsharded flow in the same way, so the figures compare like with like. Metrics are
+loaded once, for the slots read (`read_slots_only` of bench_predict_flow: nothing is
+scored).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from bench.bench_predict_flow import set_tables, store_url
-from bench.common import AS_OF, ROOT, STEP, peak_rss_mb, run_isolated
+from bench.common import AS_OF, ROOT, STEP, medians, peak_rss_mb, run_isolated
 
 REPEAT = 3
 
@@ -98,7 +98,7 @@ def one_slot(k: int, as_of: str, common: dict) -> dict:
     return {"wall_s": time.perf_counter() - t0, "shards": outs}
 
 
-def run(backend: str, n_series: int, root: str, ks: list[int]) -> dict:
+def run(backend: str, n_series: int, root: str, ks: list[int], repeat: int = REPEAT) -> dict:
     from deployments.serve import local_prefect_server
 
     work = Path(root) / f"sharded-{backend}-{n_series}"
@@ -127,21 +127,18 @@ def run(backend: str, n_series: int, root: str, ks: list[int]) -> dict:
         os.environ["PREFECT_API_URL"] = api
         for k in ks:
             slots = []
-            for r in range(REPEAT):
-                as_of = (AS_OF - STEP * (REPEAT - 1 - r)).isoformat()
+            for r in range(repeat):
+                as_of = (AS_OF - STEP * (repeat - 1 - r)).isoformat()
                 slot = one_slot(k, as_of, common)
                 assert sum(s["series"] for s in slot["shards"]) == n_series, slot
                 slots.append(slot)
             per = [s for slot in slots for s in slot["shards"]]
-            med = lambda key, rows=per: statistics.median(x[key] for x in rows)  # noqa: E731
+            steps = medians([x["timings"] for x in per], ("read_s", "forecast_s", "write_s"))
+            shard = medians(per, ("body_s", "startup_s", "prefect_s"))
             results["by_shards"][k] = {
-                "slot_wall_s": statistics.median(s["wall_s"] for s in slots),
-                "shard_body_s": med("body_s"),
-                "shard_read_s": statistics.median(x["timings"]["read_s"] for x in per),
-                "shard_forecast_s": statistics.median(x["timings"]["forecast_s"] for x in per),
-                "shard_write_s": statistics.median(x["timings"]["write_s"] for x in per),
-                "shard_startup_s": med("startup_s"),
-                "shard_prefect_s": med("prefect_s"),
+                "slot_wall_s": medians(slots, ["wall_s"])["wall_s"],
+                **{f"shard_{key}": v for key, v in {**shard, **steps}.items()},
+                "shard_peak_rss_mb_each": [x["peak_rss_mb"] for x in per],
                 "shard_peak_rss_mb": max(x["peak_rss_mb"] for x in per),
                 "runs": len(per),
             }
@@ -156,6 +153,10 @@ if __name__ == "__main__":
         out = shard_run(args)
     else:
         out = run(
-            args["backend"], int(args["series"]), args["root"], list(args.get("shards", [1, 2]))
+            args["backend"],
+            int(args["series"]),
+            args["root"],
+            list(args.get("shards", [1, 2])),
+            int(args.get("repeat", REPEAT)),
         )
     print(json.dumps(out))

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,20 @@ def median_time(fn: Callable[[], object], repeat: int = 3) -> tuple[float, objec
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+def medians(rows: Sequence[Mapping[str, float]], keys: Iterable[str] | None = None) -> dict:
+    """The median of each of ``keys`` (every key of the first row when None) over ``rows``."""
+    return {k: statistics.median(r[k] for r in rows) for k in (keys or rows[0])}
+
+
+def flow_medians(runs: Sequence[Mapping]) -> dict:
+    """Of predict flow summaries: the median body (``seconds``) as ``body_s`` and the
+    median of each step's timing (``read_s``, ``forecast_s``, ...)."""
+    return {
+        "body_s": statistics.median(r["seconds"] for r in runs),
+        **medians([r["timings"] for r in runs]),
+    }
 
 
 def run_isolated(module: str, args: dict, timeout: float = 3600) -> dict:

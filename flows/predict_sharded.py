@@ -1,6 +1,7 @@
 """The sharded predict: one parent run per slot fans the predict flow out as K flow runs on
-a work pool (one per shard of the series), waits for them, scores once and reports per
-shard. The shards run wherever the pool's workers are: one machine, or several."""
+a work pool (one per shard of the series), waits for them, scores once, updates the
+breach alerts once and reports per shard. The shards run wherever the pool's workers
+are: one machine, or several."""
 
 # No `from __future__ import annotations` in flow modules (see flows/predict.py).
 
@@ -8,6 +9,7 @@ from datetime import datetime
 
 from prefect import flow
 
+from tasks.alert_tasks import update_alerts
 from tasks.common import flow_run_namer
 from tasks.predict_tasks import Stopwatch, plan_slots, wait_for_data
 from tasks.settings import get_settings
@@ -42,8 +44,10 @@ def predict_sharded(
     metrics), then creates one run per shard with that `as_of`: each forecasts, writes and
     catches up only its own series. A shard that fails (or does not finish within
     `shard_timeout_s`, then cancelled) is submitted once more, alone; the others' rows are
-    written either way. The parent scores what matured, reports per shard (state,
-    attempts, series written for `as_of`) and ends Failed if a shard stayed failed.
+    written either way. The parent scores what matured and updates the breach alerts from
+    it (once, for all series: the shard runs do neither; events as the predict flow emits
+    them), reports per shard (state, attempts, series written for `as_of`) and ends Failed
+    if a shard stayed failed.
     `store_url`/`models_dir` are passed to the shards only when given: a worker's own
     environment (or a Secret block) normally supplies them, never a parameter.
     """
@@ -64,13 +68,16 @@ def predict_sharded(
     series_per_shard(settings, plan.as_of, results)
     catch_up = settings.catch_up_slots if catch_up_slots is None else catch_up_slots
     scored = score_forecasts(settings, plan.as_of, 1 + catch_up)
-    publish_shards(plan.as_of, results, scored)
+    # alerts judge matured forecasts (issued 12 slots back): a failed shard changes nothing
+    alerts = update_alerts(settings, plan.as_of, 1 + catch_up)
+    publish_shards(plan.as_of, results, scored, alerts)
     summary = {
         "status": "ok" if all(r.ok for r in results) else "failed",
         "as_of": str(plan.as_of),
         "shards": [r.as_dict() for r in results],
         "series_written": sum(r.series_written for r in results),
         "scored": scored,
+        "alerts": alerts.as_dict(),
         "arrival": None if arrival is None else arrival.as_dict(),
         "report": report_text(results),
         "seconds": round(clock.total, 3),

@@ -183,12 +183,15 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         ``extra_ranges`` (slot offsets back from ``as_of``) the rows with
         ``as_of - hi*freq <= ts <= as_of - lo*freq``. A series with fewer rows returns only
         the rows it has; a series with none returns nothing. Sorted by series_id, ts.
-        With ``shard``, only the series that shard owns (filtered after the read).
+        With ``shard``, only the series that shard owns: only their rows are read.
         """
-        ranges = self.recent_ranges(as_of, n_slots, extra_ranges)
+        ranges = list(self.recent_ranges(as_of, n_slots, extra_ranges))
         ids = self._series_arg(series_ids)
-        tab = self._skip.filter(self._read_metrics(list(ranges), ids))
-        return sorted_frame(shard.filter(tab, SERIES_ID) if shard else tab, [SERIES_ID, TS])
+        if shard is not None and ids is None:
+            tab = self._read_shard_metrics(ranges, shard)
+        else:  # with a shard and known ids: the shard's of them
+            tab = self._read_metrics(ranges, ids if shard is None else shard.select(ids))
+        return sorted_frame(self._skip.filter(tab), [SERIES_ID, TS])
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
         """(first ts, last ts, number of series) of the metrics, or None when empty."""
@@ -398,6 +401,11 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
     @abstractmethod
     def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
         """Rows whose ts lies in any of the closed ``ranges``; canonical names."""
+
+    def _read_shard_metrics(self, ranges: list[Range], shard: Shard) -> pa.Table:
+        """``_read_metrics(ranges, None)``'s rows of ``shard``'s series; the backends
+        override this generic version (whole window, then filtered) to read only those."""
+        return shard.filter(self._read_metrics(ranges, None), SERIES_ID)
 
     @abstractmethod
     def _metrics_range(self) -> tuple[int, int, int, int] | None:

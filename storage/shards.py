@@ -87,15 +87,22 @@ class Shard:
         """The ids of ``ids`` this shard owns, in their order."""
         return [s for s in ids if self.owns(s)]
 
+    def owned(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The distinct values of ``ids`` this shard owns, in their Arrow type: each distinct
+        id is hashed once, over all chunks (a metrics window repeats every id dozens of
+        times across many row groups). Ids that are not text are hashed as text (the id a
+        read returns)."""
+        distinct = pc.unique(ids)
+        text = distinct if pa.types.is_string(distinct.type) else distinct.cast(pa.string())
+        keep = [self.owns(s) for s in text.to_pylist()]
+        return distinct.filter(pa.array(keep, type=pa.bool_()))
+
     def mask(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Whether each element of an Arrow string array is owned: each distinct id is
-        hashed once, over all chunks (a metrics window repeats every id dozens of times
-        across many row groups), then matched in Arrow."""
+        """Whether each element of an Arrow string array is owned (matched in Arrow against
+        the owned distinct ids)."""
         if len(ids) == 0:
             return np.zeros(0, dtype=bool)
-        distinct = pc.unique(ids)
-        owned = pa.array([s for s in distinct.to_pylist() if self.owns(s)], type=distinct.type)
-        return pc.is_in(ids, value_set=owned).to_numpy(zero_copy_only=False)
+        return pc.is_in(ids, value_set=self.owned(ids)).to_numpy(zero_copy_only=False)
 
     def filter(self, tab: pa.Table, column: str = "series_id") -> pa.Table:
         """The rows of ``tab`` whose ``column`` this shard owns."""

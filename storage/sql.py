@@ -54,9 +54,10 @@ from storage.sqlschema import (
     alerts_table,
     check_metrics_table,
     forecasts_table,
+    metrics_window,
     new_metrics_table,
 )
-from storage.sqlshards import SqlShards
+from storage.sqlshards import SqlShards, metrics_rows
 from storage.timeutil import TS_END_US, TS_MIN_US, timestamp_us
 
 
@@ -213,32 +214,11 @@ class SqlStore(SqlShards, SqlScoresMixin, SqlRetention, SqlAlerts, Store):
 
     def _read_metrics(self, ranges: list[Range], ids: list[str] | None) -> pa.Table:
         layout = self._metrics_layout()
-        cm, t, codec = self.columns, layout.table, layout.codec
-        tcol = t.c[cm.time_col]
-        fields = [
-            (SERIES_ID, pa.string()),
-            (TS, codec.fetch_type),
-            (VALUE, pa.float64()),
-            *[(f, pa.float64()) for f in layout.features],
-        ]
-        cols = [self._id_expr(layout), tcol, t.c[cm.target_col]]
-        cols += [t.c[f] for f in layout.features]
-        conds = []
-        for lo, hi in ranges:
-            parts = []
-            if lo is not None:
-                parts.append(tcol >= sa.literal(codec.param(lo), type_=tcol.type))
-            if hi is not None:
-                parts.append(tcol <= sa.literal(codec.param(hi), type_=tcol.type))
-            conds.append(sa.and_(*parts) if parts else sa.true())
-        stmt = sa.select(*cols).where(sa.or_(*conds))
-        if ids is not None:
-            if not ids:
-                tab = pa.schema(fields).empty_table()
-                return tab.set_column(1, TS, codec.decode(tab[TS]))
+        stmt, _, fields = metrics_window(layout, self.columns, self._id_expr(layout), ranges)
+        if ids:
             stmt = stmt.where(self.dialect.in_ids(self._id_expr(layout), ids))
-        tab = self._fetch(stmt, fields)
-        return tab.set_column(1, TS, codec.decode(tab[TS]))
+        parts = [] if ids is not None and not ids else [self._fetch(stmt, fields)]
+        return metrics_rows(layout, parts, fields)
 
     def _metrics_range(self) -> tuple[int, int, int, int] | None:
         layout = self._metrics_layout()

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import sqlalchemy as sa
 
-from storage.columns import ColumnMap, TableNames
+from storage.columns import SERIES_ID, TS, VALUE, ColumnMap, TableNames
 from storage.errors import SchemaError
 from storage.sqlcodec import TsCodec
 
@@ -182,6 +183,36 @@ class MetricsLayout:
     codec: TsCodec
     id_is_text: bool
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def metrics_window(
+    layout: MetricsLayout,
+    cm: ColumnMap,
+    id_expr: sa.ColumnElement,
+    ranges: list[tuple[int | None, int | None]],
+) -> tuple[sa.Select, sa.ColumnElement, list[tuple[str, pa.DataType]]]:
+    """The SELECT of the metrics rows whose time lies in any of the closed ``ranges`` of
+    epoch microseconds (canonical column order; ``id_expr`` is the series id as text),
+    its window condition alone, and the Arrow fields a fetch of it returns."""
+    t, codec = layout.table, layout.codec
+    tcol = t.c[cm.time_col]
+    fields = [
+        (SERIES_ID, pa.string()),
+        (TS, codec.fetch_type),
+        (VALUE, pa.float64()),
+        *[(f, pa.float64()) for f in layout.features],
+    ]
+    cols = [id_expr, tcol, t.c[cm.target_col], *[t.c[f] for f in layout.features]]
+    conds = []
+    for lo, hi in ranges:
+        parts = []
+        if lo is not None:
+            parts.append(tcol >= sa.literal(codec.param(lo), type_=tcol.type))
+        if hi is not None:
+            parts.append(tcol <= sa.literal(codec.param(hi), type_=tcol.type))
+        conds.append(sa.and_(*parts) if parts else sa.true())
+    window = sa.or_(*conds)
+    return sa.select(*cols).where(window), window, fields
 
 
 def check_metrics_table(

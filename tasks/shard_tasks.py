@@ -22,6 +22,7 @@ from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
 from storage import Shard
+from tasks.alert_tasks import AlertReport
 from tasks.common import COMPUTE_TASK, STORAGE_TASK, get_store, run_logger
 from tasks.settings import Settings
 
@@ -166,8 +167,20 @@ def check_shards(results: list[ShardResult]) -> None:
 
 
 @task(name="publish-shards-report", **COMPUTE_TASK)
-def publish_shards(as_of: pd.Timestamp, results: list[ShardResult], scored: int) -> None:
-    """A table artifact: one row per shard (state, attempts, runs, series written)."""
+def publish_shards(
+    as_of: pd.Timestamp,
+    results: list[ShardResult],
+    scored: int,
+    alerts: AlertReport | None = None,
+) -> None:
+    """A table artifact: one row per shard (state, attempts, runs, series written), then
+    the run's totals (scored forecasts, breach alerts opened / resolved / open)."""
+    note = f"{scored} matured forecasts scored"
+    if alerts is not None:
+        note += (
+            f"; breach alerts opened / resolved / open: {len(alerts.opened)} / "
+            f"{len(alerts.resolved)} / {alerts.n_open} ({alerts.events} events)"
+        )
     rows = [r.as_dict() for r in results]
     for row in rows:
         row["flow_runs"] = ", ".join(row["flow_runs"])
@@ -179,7 +192,7 @@ def publish_shards(as_of: pd.Timestamp, results: list[ShardResult], scored: int)
             "attempts": "",
             "flow_runs": "",
             "series_written": sum(r.series_written for r in results),
-            "message": f"{scored} matured forecasts scored",
+            "message": note,
         }
     )
     create_table_artifact(

@@ -103,3 +103,35 @@ def test_registry_benchmark_runs_on_the_folder_and_sqlite():
     for r in rows:
         assert r["version_bytes"] > 0
         assert min(r["save_s"], r["load_s"], r["promote_s"], r["champion_s"]) >= 0
+
+
+def test_common_medians():
+    from bench.common import flow_medians, medians
+
+    rows = [{"a": 1.0, "b": 5.0}, {"a": 3.0, "b": 4.0}, {"a": 2.0, "b": 9.0}]
+    assert medians(rows) == {"a": 2.0, "b": 5.0} and medians(rows, ["b"]) == {"b": 5.0}
+    runs = [{"seconds": s, "timings": {"read_s": s / 2}} for s in (4.0, 2.0, 6.0)]
+    assert flow_medians(runs) == {"body_s": 4.0, "read_s": 2.0}
+
+
+def test_shard_read_benchmark_runs(tmp_path):
+    from bench.bench_shard_read import run
+
+    r = run("parquet", 300, str(tmp_path), [1, 2])
+    reads = {(x["shards"], x["mode"]): x for x in r["reads"]}
+    assert set(reads) == {(1, "whole"), (2, "mask"), (2, "pushdown")}
+    # both ways of reading a shard return the same number of rows, about half the window
+    assert reads[2, "mask"]["rows"] == reads[2, "pushdown"]["rows"]
+    assert 0 < reads[2, "pushdown"]["rows"] < reads[1, "whole"]["rows"]
+    assert all(x["read_s"] > 0 and x["peak_rss_mb"] > 0 for x in reads.values())
+
+
+@pytest.mark.slow
+def test_sharded_benchmark_runs(tmp_path):
+    from bench.bench_sharded import run
+
+    r = run("parquet", 60, str(tmp_path), [2], repeat=1)
+    two = r["by_shards"][2]
+    assert two["runs"] == 2 and len(two["shard_peak_rss_mb_each"]) == 2
+    for key in ("slot_wall_s", "shard_body_s", "shard_read_s", "shard_startup_s"):
+        assert two[key] > 0, key

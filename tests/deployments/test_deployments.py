@@ -145,5 +145,15 @@ def test_no_deployment_carries_a_store_url_or_secret(dep):
     """Secrets come from the worker's environment or a Secret block, never parameters."""
     params = dep.get("parameters") or {}
     env = dep["work_pool"]["job_variables"]["env"]
-    assert not {"store_url", "models_dir"} & set(params)
-    assert not [k for k in env if k in ("FORECAST_STORE_URL", "FORECAST_MODELS_DIR")]
+    assert not {"store_url", "models_dir", "models_url"} & set(params)
+    secret = ("FORECAST_STORE_URL", "FORECAST_MODELS_DIR", "FORECAST_MODELS_URL")
+    assert not [k for k in env if k in secret]
+
+
+def test_prefect_yaml_documents_the_registry_url_for_a_pool():
+    """Several workers need a registry they all reach: the file says how to set
+    FORECAST_MODELS_URL (the store's database) and where its secret comes from."""
+    text = (ROOT / "prefect.yaml").read_text()
+    comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
+    assert "FORECAST_MODELS_URL" in comments and "FORECAST_MODELS_URL: store" in comments
+    assert "FORECAST_STORE_SECRET_BLOCK" in comments and "Secret block" in comments

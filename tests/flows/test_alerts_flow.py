@@ -141,3 +141,62 @@ def test_the_predict_artifact_names_the_alert(alert_job):
     assert f"alert opened: {spiked}" in items and f"alert resolved: {spiked}" in items
     assert f"alert open: {spiked}" in items
     assert "breach alerts: opened / resolved / open" in items
+
+
+def test_the_sharded_parent_updates_the_alerts_once(
+    alert_job,
+    tmp_path,
+    monkeypatch,
+    asserting_events_worker,  # noqa: F811
+    reset_worker_events,  # noqa: F811
+):
+    """The predict-sharded parent scores and updates the alerts once after its shards (the
+    shard runs do neither): the same alert opens at the same slot as with unsharded runs,
+    one event is emitted for it, and a re-run of the parent opens nothing more. The shard
+    runs are the real predict flow, run here in-process instead of on a work pool (the
+    fan-out itself is tested with two workers in tests/deployments/test_fleet.py)."""
+    import flows.predict_sharded as sharded
+    from flows.predict import predict
+    from storage import Shard
+    from tasks.common import get_store
+    from tasks.settings import get_settings
+    from tasks.shard_tasks import ShardResult, shard_parameters
+
+    spiked, store = alert_job
+    url = f"sqlite:///{tmp_path / 'sharded.db'}"  # a fresh store: the same metrics, no alerts
+    get_store(get_settings(store_url=url)).write_metrics(store.read_metrics())
+    shard_runs: list[dict] = []
+
+    def run_here(deployment, params, shards, timeout_s, retry=True):
+        results = []
+        for shard in (Shard(i, shards) for i in range(shards)):
+            shard_runs.append(predict(**shard_parameters(params, shard)))
+            results.append(ShardResult(shard, [f"here-{shard}"], state="COMPLETED"))
+        return results
+
+    monkeypatch.setattr(sharded, "run_shards", run_here)
+
+    def parent(i: int, catch_up: int = 0) -> dict:
+        as_of = (SPIKE + i * STEP).to_pydatetime()
+        return sharded.predict_sharded(
+            shards=2, as_of=as_of, store_url=url, catch_up_slots=catch_up
+        )
+
+    runs = {-1: parent(-1, catch_up=12)}
+    for i in range(6):
+        runs[i] = parent(i)
+    assert all(r["alerts"] is None for r in shard_runs)  # the shards judged nothing
+    assert len(shard_runs) == 2 * len(runs)
+    opened = {i: r["alerts"]["opened"] for i, r in runs.items() if r["alerts"]["n_opened"]}
+    assert list(opened) == [5], opened  # the 6th slot out of the band, as unsharded
+    assert [a["series_id"] for a in opened[5]] == [spiked]
+    assert runs[5]["alerts"]["events"] == 1 and runs[5]["scored"] > 0
+    events = _breach_events(asserting_events_worker)
+    assert [(e.event, e.resource.id) for e in events] == [
+        ("forecast.breach.started", f"forecast.series.{spiked}")
+    ]
+    again = parent(5)["alerts"]
+    assert again["n_opened"] == again["events"] == 0 and again["n_open"] == 1, again
+    assert _breach_events(asserting_events_worker) == events
+    (alert,) = get_store(get_settings(store_url=url)).read_alerts().to_dict(orient="records")
+    assert alert["series_id"] == spiked and alert["status"] == "open"
