@@ -54,11 +54,35 @@ if not (IN_CI or os.environ.get("FORECAST_TEST_FLEET") == "1"):
     ]
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 class Fleet:
     def __init__(self, root: Path, api: str, env: dict[str, str], logs: list[Path]) -> None:
         self.root, self.api, self.env, self.logs = root, api, env, logs
         self.t0 = time.monotonic()
         self.phases: list[tuple[str, float]] = []
+        self.workers: list[subprocess.Popen] = []
+
+    def wait_idle(self, timeout: float = 90) -> None:
+        """Until no worker has a flow-run process left. A run's state is final before its
+        worker reaps the process and frees its one slot (--limit 1); a worker whose slot is
+        still taken when the shard runs are scheduled leaves both to the other worker."""
+        deadline = time.monotonic() + timeout
+        while busy := [w.pid for w in self.workers if _children(w.pid)]:
+            assert time.monotonic() < deadline, f"workers {busy} still run a flow-run process"
+            time.sleep(0.5)
+        time.sleep(2)  # the worker frees its slot after reaping; it polls every second
 
     def mark(self, phase: str) -> None:
         """Note how long the test took to reach here (printed with -s)."""
@@ -141,7 +165,6 @@ def fleet(tmp_path_factory):
         FORECAST_DATA_WAIT_SECONDS="0",
         FORECAST_STORAGE_RETRY_DELAY_S="0.2",
     )
-    workers: list[subprocess.Popen] = []
     with local_prefect_server(root / "prefect-home", timeout=240) as api:
         env["PREFECT_API_URL"] = api
         fleet = Fleet(root, api, env, [])
@@ -172,7 +195,7 @@ def fleet(tmp_path_factory):
                 cwd.mkdir()
                 log = cwd / "worker.log"
                 fleet.logs.append(log)
-                workers.append(
+                fleet.workers.append(
                     subprocess.Popen(
                         [*prefect, "worker", "start", "--pool", "forecast-pool"]
                         + ["--name", name, "--limit", "1", "--type", "process"],
@@ -185,9 +208,9 @@ def fleet(tmp_path_factory):
                 )
             yield fleet
         finally:
-            for w in workers:
+            for w in fleet.workers:
                 w.terminate()
-            for w in workers:
+            for w in fleet.workers:
                 try:
                     w.wait(timeout=20)
                 except subprocess.TimeoutExpired:
@@ -230,6 +253,7 @@ def test_two_workers_run_the_shards_and_write_the_rows_of_an_unsharded_run(fleet
     assert set(want_a["model_version"]) == {version} and want_a["series_id"].nunique() == N_SERIES
     with fleet.store() as s:
         s.write_forecasts(want_a.iloc[:0], slots=[a, b])  # empty both slots
+    fleet.wait_idle()
 
     kind, out = fleet.parent(a)
     assert kind == "RESULT", out
