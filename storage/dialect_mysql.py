@@ -37,7 +37,7 @@ from storage.mysqlfast import (
 )
 from storage.redact import redact_text
 from storage.sqlcodec import TsCodec
-from storage.sqldialect import SNAPSHOT, Fault, Fields, SqlDialect
+from storage.sqldialect import Fault, Fields, SqlDialect
 from storage.timeutil import us_to_datetime
 from storage.validate import MAX_SERIES_ID_LENGTH
 
@@ -380,14 +380,13 @@ class MysqlDialect(SqlDialect):
     def fetch(self, conn: sa.Connection, stmt: sa.Select, fields: Fields) -> pa.Table:
         """Through ConnectorX where it can be used (see ``storage.mysqlfast``), otherwise,
         or when it fails, through ``conn`` (PyMySQL: its errors are the ones raised).
-        A ``conn`` marked ``SNAPSHOT`` always reads itself: ConnectorX's own connection
-        would not see that transaction's snapshot."""
+        A ``conn`` with a transaction open always reads itself: ConnectorX's own
+        connection would see neither that transaction's snapshot nor its writes."""
         compiled = stmt.compile(
             dialect=self.sa_dialect, compile_kwargs={"render_postcompile": True}
         )
         sql, params = str(compiled), compiled.construct_params()
-        snapshot = conn.get_execution_options().get(SNAPSHOT, False)
-        if not snapshot and self._arrow_usable() and not has_timestamp(stmt):
+        if not conn.in_transaction() and self._arrow_usable() and not has_timestamp(stmt):
             literal = literal_sql(sql, params)
             if literal is not None:
                 try:

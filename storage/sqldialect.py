@@ -42,11 +42,6 @@ Fault = Callable[[str], None]
 #: Names and Arrow types of the columns a fetch returns.
 Fields = list[tuple[str, pa.DataType]]
 
-#: An execution option set on a connection whose reads must all see its own transaction's
-#: snapshot: a dialect that reads through a side connection (the MySQL family's
-#: ConnectorX) reads through the given connection instead.
-SNAPSHOT = "storage_snapshot"
-
 
 class SqlDialect(ABC):
     """The dialect-specific half of ``SqlStore``; see the module docstring."""

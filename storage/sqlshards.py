@@ -16,7 +16,6 @@ from sqlalchemy.dialects import mysql
 
 from storage.columns import SERIES_ID, TS, ColumnMap
 from storage.shards import Shard
-from storage.sqldialect import SNAPSHOT
 from storage.sqlschema import metrics_window
 
 if TYPE_CHECKING:
@@ -88,9 +87,6 @@ class SqlShards:
         transaction (SQLite in WAL mode). It ends with the connection (nothing written).
         (PostgreSQL's fetch ends the transaction: it must be the last statement.)"""
         with self.engine.connect() as conn:
-            # SNAPSHOT: every read through this connection (no side connection, such as
-            # the MySQL family's ConnectorX reads, which would see another snapshot)
-            conn.execution_options(**{SNAPSHOT: True})
             if self.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN")  # pysqlite opens no transaction for a SELECT
             else:

@@ -148,18 +148,24 @@ def emit_coverage_events(
 ) -> int:
     """One event per level in breach, at most `limit` (FORECAST_ALERT_MAX_EVENTS);
     returns how many were emitted."""
-    levels = sorted({b["level"] for b in breaches})[: max(limit, 0)]
-    for level in levels:
-        cells = [b for b in breaches if b["level"] == level]
+    levels = list(_by_level(breaches).items())[: max(limit, 0)]
+    for level, cells in levels:
         emit_event(**coverage_event(version, as_of, level, cells))
     return len(levels)
+
+
+def _by_level(breaches: list[dict]) -> dict[float, list[dict]]:
+    """The breached cells grouped by level, levels in ascending order."""
+    out: dict[float, list[dict]] = {}
+    for b in sorted(breaches, key=lambda b: b["level"]):
+        out.setdefault(b["level"], []).append(b)
+    return out
 
 
 def _warn_breaches(settings: Settings, version: str, breaches: list[dict]) -> None:
     """One warning per level whose rolling coverage left its band (the warning names
     every cell; the event carries them too)."""
-    for level in sorted({b["level"] for b in breaches}):
-        cells = [b for b in breaches if b["level"] == level]
+    for level, cells in _by_level(breaches).items():
         run_logger().warning(
             "sustained coverage breach: the %.0f%% intervals of %s cover %s of their last "
             "scored forecasts, outside %.0f +- %.0f%% (FORECAST_COVERAGE_BAND): live "
