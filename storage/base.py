@@ -187,11 +187,18 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         """
         ranges = list(self.recent_ranges(as_of, n_slots, extra_ranges))
         ids = self._series_arg(series_ids)
+        # the read goes straight into sorted_frame, which frees it column by column
+        return sorted_frame(
+            self._skip.filter(self._read_window(ranges, ids, shard)), [SERIES_ID, TS]
+        )
+
+    def _read_window(
+        self, ranges: list[Range], ids: list[str] | None, shard: Shard | None
+    ) -> pa.Table:
         if shard is not None and ids is None:
-            tab = self._read_shard_metrics(ranges, shard)
-        else:  # with a shard and known ids: the shard's of them
-            tab = self._read_metrics(ranges, ids if shard is None else shard.select(ids))
-        return sorted_frame(self._skip.filter(tab), [SERIES_ID, TS])
+            return self._read_shard_metrics(ranges, shard)
+        # with a shard and known ids: the shard's of them
+        return self._read_metrics(ranges, ids if shard is None else shard.select(ids))
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
         """(first ts, last ts, number of series) of the metrics, or None when empty."""

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from storage.errors import SchemaError, StorageConnectionError, is_permanent_connect_error
+from storage.pgbinary import SIGNATURE, TRAILER, binary_kinds, encode_rows
 from storage.sqlcodec import PgCodec, TsCodec, tolerant_cast
 from storage.sqldialect import Fault, Fields, SqlDialect
 
@@ -38,6 +39,9 @@ PG_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": 
 #: Rows formatted as CSV and sent per piece of a ``COPY ... FROM STDIN`` (~30 MB of text
 #: for forecast rows); tests set it tiny to cross piece boundaries.
 COPY_IN_ROWS = 200_000
+#: Send rows in PostgreSQL's binary COPY format where every column's type takes it exactly
+#: (``storage.pgbinary``); CSV otherwise. Tests switch it off to compare the two.
+COPY_BINARY = True
 #: Bytes of received ``COPY ... TO STDOUT`` rows parsed into Arrow at a time.
 COPY_OUT_BYTES = 32 << 20
 
@@ -201,10 +205,18 @@ class PostgresDialect(SqlDialect):
         statement, so the rows land together or not at all."""
         q = self.quote
         cols = ", ".join(q(c) for c in tab.column_names)
-        copy_sql = f"COPY {q(table_name)} ({cols}) FROM STDIN (FORMAT csv)"
+        kinds = binary_kinds(conn, q(table_name), tab) if COPY_BINARY else None
+        fmt = "csv" if kinds is None else "binary"
+        copy_sql = f"COPY {q(table_name)} ({cols}) FROM STDIN (FORMAT {fmt})"
         opts = pacsv.WriteOptions(include_header=False)
         step = max(1, COPY_IN_ROWS)
         with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
+            if kinds is not None:  # the columns' exact types: no text for the server to parse
+                copy.write(SIGNATURE)
+                for start in range(0, tab.num_rows, step):
+                    copy.write(encode_rows(tab.slice(start, step), kinds))
+                copy.write(TRAILER)
+                return
             for start in range(0, tab.num_rows, step):
                 piece = tab.slice(start, step)
                 if convert is not None:

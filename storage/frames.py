@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -33,11 +34,23 @@ def to_frame(tab: pa.Table) -> pd.DataFrame:
 
 
 def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
-    """`tab` sorted by `keys` as pandas, holding at most one extra copy at a time: the
-    sorted table's buffers are released column by column as they are converted (a
-    metrics read at 1,000,000 series is tens of millions of rows)."""
-    tab = sort_table(tab, keys)  # the caller passes its last reference to the unsorted one
-    return tab.to_pandas(self_destruct=True, split_blocks=True)
+    """`tab` sorted by `keys` as pandas, holding about one copy of the rows at a time: the
+    columns are put in order one by one, each unsorted column released as its sorted copy
+    is made, and each sorted column released as it is converted (a metrics read at
+    1,000,000 series is 60 million rows, 2.2 GiB of columns). The caller must pass its
+    last reference to `tab`, or nothing is released early."""
+    schema = tab.schema
+    order = None
+    if tab.num_rows > 1:
+        order = pc.sort_indices(tab, sort_keys=[(k, "ascending") for k in keys])
+    columns = tab.columns
+    del tab
+    for i in range(len(columns)):
+        if order is not None:
+            columns[i] = columns[i].take(order)  # the unsorted column is released here
+    sorted_tab = pa.Table.from_arrays(columns, schema=schema)
+    del columns
+    return sorted_tab.to_pandas(self_destruct=True, split_blocks=True)
 
 
 def slot_series_frame(tab: pa.Table | None) -> pd.DataFrame:
