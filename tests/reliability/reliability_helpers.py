@@ -111,8 +111,14 @@ def drop_env_tables(env: Env) -> None:
 
 
 class FlakyProxy:
-    """A TCP forwarder to PostgreSQL on loopback that can go down and come back: the
-    database 'down' for the store without touching the shared server."""
+    """A TCP forwarder to PostgreSQL or MariaDB on loopback that can go down and come back:
+    the database 'down' for the store without touching the shared server.
+
+    Down means down at once: the listening socket is shut down before it is closed (a
+    plain close leaves it listening until the accept thread's poll returns, up to 0.2 s,
+    and a connect in that window succeeded: a client that probed the server then waited
+    for it through the whole outage), and a connection accepted while going down is
+    closed, not forwarded."""
 
     def __init__(self, target_port: int = 5432):
         import socket
@@ -124,6 +130,7 @@ class FlakyProxy:
         self.port = probe.getsockname()[1]
         probe.close()
         self._threading = threading
+        self._lock = threading.Lock()
         self._conns: list = []
         self._server = None
         self._stop = threading.Event()
@@ -137,29 +144,38 @@ class FlakyProxy:
         srv.listen(64)
         srv.settimeout(0.2)
         self._server = srv
-        self._stop.clear()
-        self._threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+        self._stop = self._threading.Event()  # this generation's: an old thread keeps its own
+        self._threading.Thread(target=self._accept, args=(srv, self._stop), daemon=True).start()
 
     def down(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for c in self._conns:
-            with contextlib.suppress(OSError):
-                c.close()
-        self._conns.clear()
-
-    def _accept(self, srv) -> None:
         import socket
 
-        while not self._stop.is_set():
+        with self._lock:
+            self._stop.set()
+            if self._server is not None:
+                with contextlib.suppress(OSError):
+                    self._server.shutdown(socket.SHUT_RDWR)  # refuse connects from now on
+                self._server.close()
+                self._server = None
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.close()
+
+    def _accept(self, srv, stop) -> None:
+        import socket
+
+        while not stop.is_set():
             try:
                 client, _ = srv.accept()
             except (TimeoutError, OSError):
                 continue
-            upstream = socket.create_connection(self.target)
-            self._conns += [client, upstream]
+            with self._lock:
+                if stop.is_set():  # went down while this connection was being accepted
+                    client.close()
+                    return
+                upstream = socket.create_connection(self.target)
+                self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
