@@ -53,6 +53,7 @@ def run(n_series: int, repeat: int) -> dict:
         ),
     )
     times: dict[str, list[float]] = {"binary": [], "csv": []}
+    default = pgd.COPY_BINARY
     try:
         for k in range(2 * repeat):
             fmt = "binary" if k % 2 == 0 else "csv"
@@ -63,6 +64,7 @@ def run(n_series: int, repeat: int) -> dict:
             store.write_forecasts(frame, slots=[issued])
             times[fmt].append(time.perf_counter() - t0)
     finally:
+        pgd.COPY_BINARY = default
         store.drop_all()
         store.close()
     med = {f: statistics.median(v) for f, v in times.items()}

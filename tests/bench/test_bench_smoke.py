@@ -135,3 +135,18 @@ def test_sharded_benchmark_runs(tmp_path):
     assert two["runs"] == 2 and len(two["shard_peak_rss_mb_each"]) == 2
     for key in ("slot_wall_s", "shard_body_s", "shard_read_s", "shard_startup_s"):
         assert two[key] > 0, key
+
+
+@pytest.mark.postgres
+def test_pg_copy_benchmark_runs_both_formats():
+    from forecast_test_support import require_postgres
+
+    require_postgres()
+    import storage.dialect_postgres as pgd
+    from bench.bench_pg_copy import run
+
+    r = run(50, 1)
+    assert r["rows"] == 600 and set(r["runs"]) == {"binary", "csv"}
+    assert all(len(v) == 1 and v[0] > 0 for v in r["runs"].values())
+    assert r["ratio"] == r["binary_s"] / r["csv_s"]
+    assert pgd.COPY_BINARY is True  # the switch is restored for the rest of the process
