@@ -86,7 +86,7 @@ def _fits(col: pa.ChunkedArray, kind: str) -> bool:
 def encode_rows(tab: pa.Table, kinds: Sequence[str]) -> pa.Buffer:
     """The rows of ``tab`` in the binary COPY format (no signature or trailer).
 
-    Everything in a row but the text bytes (and the values of a fixed-width column with
+    Offsets are 64-bit, so a piece may exceed 2 GiB. Everything in a row but the text bytes (and the values of a fixed-width column with
     NULLs) has the same width in every row: those runs are filled as [rows, bytes] blocks
     with numpy, and Arrow joins each row's pieces (``binary_join_element_wise``, a memcpy
     per piece): no per-row Python."""
@@ -99,7 +99,7 @@ def encode_rows(tab: pa.Table, kinds: Sequence[str]) -> pa.Buffer:
         arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
         valid = None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
         if kind == "text":
-            data = pc.fill_null(arr, "").cast(pa.binary())
+            data = pc.fill_null(arr, "").cast(pa.large_binary())
             length = pc.binary_length(data).to_numpy().astype(">i4")
         else:
             width = _WIDTH[kind]
@@ -116,8 +116,9 @@ def encode_rows(tab: pa.Table, kinds: Sequence[str]) -> pa.Buffer:
         block = []
     if block:
         pieces.append(_fixed_binary(block))
-    rows = pc.binary_join_element_wise(*pieces, b"") if len(pieces) > 1 else pieces[0]
-    offsets = np.frombuffer(rows.buffers()[1], np.int32)[rows.offset : rows.offset + n + 1]
+    empty = pa.scalar(b"", pa.large_binary())
+    rows = pc.binary_join_element_wise(*pieces, empty) if len(pieces) > 1 else pieces[0]
+    offsets = np.frombuffer(rows.buffers()[1], np.int64)[rows.offset : rows.offset + n + 1]
     return rows.buffers()[2][int(offsets[0]) : int(offsets[-1])]
 
 
@@ -125,17 +126,21 @@ def _fixed_binary(parts: list[np.ndarray]) -> pa.Array:
     """Byte columns of n rows side by side, as n binary values of their summed width."""
     mat = np.concatenate(parts, axis=1) if len(parts) > 1 else np.ascontiguousarray(parts[0])
     n, width = mat.shape
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(mat)])
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    return pa.Array.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(mat)]
+    )
 
 
 def _variable(raw: np.ndarray, valid: np.ndarray) -> pa.Array:
     """Fixed-width values where ``valid``, nothing where not (a NULL sends no bytes)."""
     n, width = raw.shape
-    offsets = np.zeros(n + 1, np.int32)
+    offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.where(valid, width, 0), out=offsets[1:])
     data = np.ascontiguousarray(raw[valid])
-    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pa.Array.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def _fixed_values(arr: pa.Array, kind: str) -> np.ndarray:
