@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pandas.tseries.frequencies import to_offset
@@ -28,7 +27,13 @@ from storage.columns import (
     TableNames,
 )
 from storage.errors import ConfigError
-from storage.frames import merge_ranges, slot_series_frame, sort_table, sorted_frame, to_frame
+from storage.frames import (
+    slot_series_frame,
+    sort_table,
+    sorted_frame,
+    to_frame,
+    window_ranges,
+)
 from storage.retention import RetentionMixin
 from storage.scores import ScoresMixin
 from storage.shards import Shard, check_in_shard
@@ -150,23 +155,7 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         """The closed epoch-microsecond ranges ``read_recent`` reads (merged, sorted)."""
         as_us = scalar_to_us(as_of, "as_of", self._warn)
         check_on_grid(as_us, self._freq_us, "as_of")
-        if isinstance(n_slots, bool) or not isinstance(n_slots, int | np.integer) or n_slots < 1:
-            raise ConfigError(f"n_slots must be a positive integer, got {n_slots!r}")
-        f = self._freq_us
-        ranges = [(as_us - (int(n_slots) - 1) * f, as_us)]
-        for item in extra_ranges:
-            try:
-                lo, hi = (int(x) for x in item)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"extra_ranges items must be (lo, hi) slot offsets, got {item!r}"
-                ) from None
-            if lo < 0 or hi < lo:
-                raise ConfigError(
-                    f"extra_ranges item {item!r} must satisfy 0 <= lo <= hi (slots back from as_of)"
-                )
-            ranges.append((as_us - hi * f, as_us - lo * f))
-        return merge_ranges(ranges)
+        return window_ranges(as_us, n_slots, self._freq_us, extra_ranges)
 
     def read_recent(
         self,
@@ -187,18 +176,15 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         """
         ranges = list(self.recent_ranges(as_of, n_slots, extra_ranges))
         ids = self._series_arg(series_ids)
-        # the read goes straight into sorted_frame, which frees it column by column
+        # no local holds the read: sorted_frame frees it column by column
         return sorted_frame(
-            self._skip.filter(self._read_window(ranges, ids, shard)), [SERIES_ID, TS]
+            self._skip.filter(
+                self._read_shard_metrics(ranges, shard)
+                if shard is not None and ids is None  # else with a shard: its of the ids
+                else self._read_metrics(ranges, ids if shard is None else shard.select(ids))
+            ),
+            [SERIES_ID, TS],
         )
-
-    def _read_window(
-        self, ranges: list[Range], ids: list[str] | None, shard: Shard | None
-    ) -> pa.Table:
-        if shard is not None and ids is None:
-            return self._read_shard_metrics(ranges, shard)
-        # with a shard and known ids: the shard's of them
-        return self._read_metrics(ranges, ids if shard is None else shard.select(ids))
 
     def metrics_range(self) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
         """(first ts, last ts, number of series) of the metrics, or None when empty."""

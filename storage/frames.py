@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from storage.errors import ConfigError
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -19,6 +22,29 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((lo, hi))
     return out
+
+
+def window_ranges(
+    as_us: int, n_slots: int, freq_us: int, extra_ranges: Iterable[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """The closed epoch-microsecond ranges of a window of ``n_slots`` slots ending at
+    ``as_us``, plus each ``(lo, hi)`` of ``extra_ranges`` in slots back from it (merged)."""
+    if isinstance(n_slots, bool) or not isinstance(n_slots, int | np.integer) or n_slots < 1:
+        raise ConfigError(f"n_slots must be a positive integer, got {n_slots!r}")
+    ranges = [(as_us - (int(n_slots) - 1) * freq_us, as_us)]
+    for item in extra_ranges:
+        try:
+            lo, hi = (int(x) for x in item)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"extra_ranges items must be (lo, hi) slot offsets, got {item!r}"
+            ) from None
+        if lo < 0 or hi < lo:
+            raise ConfigError(
+                f"extra_ranges item {item!r} must satisfy 0 <= lo <= hi (slots back from as_of)"
+            )
+        ranges.append((as_us - hi * freq_us, as_us - lo * freq_us))
+    return merge_ranges(ranges)
 
 
 def sort_table(tab: pa.Table, keys: Sequence[str]) -> pa.Table:
