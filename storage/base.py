@@ -176,11 +176,12 @@ class Store(RetentionMixin, ScoresMixin, AlertsMixin, ABC):
         """
         ranges = list(self.recent_ranges(as_of, n_slots, extra_ranges))
         ids = self._series_arg(series_ids)
-        # no local holds the read: sorted_frame frees it column by column
+        # no local holds the read, so sorted_frame can free it column by column; with a
+        # shard and known ids, the shard's share of those ids is read
         return sorted_frame(
             self._skip.filter(
                 self._read_shard_metrics(ranges, shard)
-                if shard is not None and ids is None  # else with a shard: its of the ids
+                if shard is not None and ids is None
                 else self._read_metrics(ranges, ids if shard is None else shard.select(ids))
             ),
             [SERIES_ID, TS],

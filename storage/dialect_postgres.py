@@ -1,5 +1,6 @@
-"""PostgreSQL through psycopg 3: ``COPY`` in and out, Arrow writing and parsing the CSV
-(see ``storage.sqldialect`` for the interface).
+"""PostgreSQL through psycopg 3: ``COPY`` in and out; writes in the binary format where the
+table's column types take it (``storage.pgbinary``), else as CSV Arrow writes; reads as CSV
+Arrow parses (see ``storage.sqldialect`` for the interface).
 
 Both directions stream in bounded pieces, so memory does not grow with the text: a write
 formats and sends ``COPY_IN_ROWS`` rows at a time, a read parses each ``COPY_OUT_BYTES``
@@ -36,8 +37,8 @@ RETENTION_LOCK_KEY = DDL_LOCK_KEY + 1
 #: rounds them); JIT only slows these short queries down.
 PG_SESSION = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3", "jit": "off"}
 
-#: Rows formatted as CSV and sent per piece of a ``COPY ... FROM STDIN`` (~30 MB of text
-#: for forecast rows); tests set it tiny to cross piece boundaries.
+#: Rows encoded and sent per piece of a ``COPY ... FROM STDIN`` (~20-30 MB for forecast
+#: rows); tests set it tiny to cross piece boundaries.
 COPY_IN_ROWS = 200_000
 #: Send rows in PostgreSQL's binary COPY format where every column's type takes it exactly
 #: (``storage.pgbinary``); CSV otherwise. Tests switch it off to compare the two.
@@ -200,9 +201,10 @@ class PostgresDialect(SqlDialect):
         tab: pa.Table,
         convert: Any = None,
     ) -> None:
-        """``COPY`` ``tab`` into ``table_name`` as CSV, ``COPY_IN_ROWS`` rows at a time
-        (``convert`` turns each piece's columns into what the table takes): one COPY
-        statement, so the rows land together or not at all."""
+        """``COPY`` ``tab`` into ``table_name``, ``COPY_IN_ROWS`` rows at a time: binary
+        where every column's type takes it exactly, else CSV (``convert`` turns each CSV
+        piece's columns into text the table takes). One COPY statement, so the rows land
+        together or not at all."""
         q = self.quote
         cols = ", ".join(q(c) for c in tab.column_names)
         kinds = binary_kinds(conn, q(table_name), tab) if COPY_BINARY else None

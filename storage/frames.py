@@ -65,15 +65,14 @@ def sorted_frame(tab: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
     is made, and each sorted column released as it is converted (a metrics read at
     1,000,000 series is 60 million rows, 2.2 GiB of columns). The caller must pass its
     last reference to `tab`, or nothing is released early."""
-    schema = tab.schema
-    order = None
+    schema, columns = tab.schema, tab.columns
     if tab.num_rows > 1:
         order = pc.sort_indices(tab, sort_keys=[(k, "ascending") for k in keys])
-    columns = tab.columns
-    del tab
-    for i in range(len(columns)):
-        if order is not None:
+        del tab
+        for i in range(len(columns)):
             columns[i] = columns[i].take(order)  # the unsorted column is released here
+    else:
+        del tab
     sorted_tab = pa.Table.from_arrays(columns, schema=schema)
     del columns
     return sorted_tab.to_pandas(self_destruct=True, split_blocks=True)
